@@ -1,0 +1,210 @@
+"""Plugin discovery: built-ins, the ``mmr1`` entry-point group, and config ``plugins:``.
+
+Registries are built by calling every ``register_*`` hook implementation once, with a
+``register`` callback that records which plugin provided each name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import pluggy
+
+from mmr1 import hookspecs
+from mmr1.registry import Registry
+
+ENTRY_POINT_GROUP = "mmr1"
+
+# Built-in plugins: modules of the core package that implement hooks.
+BUILTIN_PLUGINS = (
+    "mmr1.templates",
+    "mmr1.data.loaders",
+    "mmr1.models.adapters",
+    "mmr1.rollout.hf",
+)
+
+# hook name -> registry kind (used in messages)
+KINDS = {
+    "register_rewards": "reward",
+    "register_templates": "template",
+    "register_datasets": "dataset loader",
+    "register_models": "model adapter",
+    "register_image_tokenizers": "image tokenizer",
+    "register_rollout_backends": "rollout backend",
+}
+
+
+class PluginError(Exception):
+    """A plugin could not be imported or its hook failed."""
+
+
+class PluginManager:
+    """Owns the pluggy manager and the registries built from it."""
+
+    def __init__(self, builtins: bool = True, entry_points: bool = True):
+        self.pm = pluggy.PluginManager("mmr1")
+        self.pm.add_hookspecs(hookspecs)
+        self._registries: dict[str, Registry] | None = None
+        self._lock = threading.Lock()
+        if builtins:
+            for module in BUILTIN_PLUGINS:
+                self.add_module(module, plugin_name=module)
+        if entry_points:
+            self.load_entry_points()
+
+    # -- discovery -----------------------------------------------------------------------------
+    def add_module(self, module: str | ModuleType, plugin_name: str | None = None) -> None:
+        """Register an imported module, or import one by dotted name, as a plugin."""
+        if isinstance(module, str):
+            name = plugin_name or module
+            try:
+                module = importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the plugin named
+                raise PluginError(
+                    f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}"
+                ) from exc
+        name = plugin_name or module.__name__
+        if self.pm.is_registered(module) or self.pm.get_plugin(name) is not None:
+            return
+        self.pm.register(module, name=name)
+        self._registries = None
+
+    def add_file(self, path: str | Path) -> None:
+        """Import a ``.py`` file as a plugin (its name is the file path)."""
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise PluginError(f"plugin file {str(path)!r} does not exist")
+        module_name = f"mmr1_user_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
+        if module_name in sys.modules:
+            self.add_module(sys.modules[module_name], plugin_name=str(path))
+            return
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001
+            raise PluginError(
+                f"plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+        sys.modules[module_name] = module
+        self.add_module(module, plugin_name=str(path))
+
+    def load_entry_points(self) -> None:
+        """Load every installed plugin advertised in the ``mmr1`` entry-point group."""
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            label = f"{ep.name} ({ep.value})"
+            if self.pm.get_plugin(label) is not None:
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # noqa: BLE001
+                raise PluginError(
+                    f"plugin {label!r} (entry point of package "
+                    f"{ep.dist.name if ep.dist else '?'}) failed to import: {type(exc).__name__}: {exc}"
+                ) from exc
+            self.add_module(module, plugin_name=label)
+
+    def load(self, specs, base_dir: str | Path | None = None) -> None:
+        """Load config ``plugins:`` entries: dotted module names or ``.py`` paths (relative to base_dir)."""
+        for spec in specs or []:
+            if not isinstance(spec, str) or not spec.strip():
+                raise PluginError(f"plugins: entries must be module names or .py paths, got {spec!r}")
+            if spec.endswith(".py") or "/" in spec or "\\" in spec:
+                path = Path(spec)
+                if not path.is_absolute() and base_dir is not None:
+                    path = Path(base_dir) / path
+                self.add_file(path)
+            else:
+                self.add_module(spec)
+
+    # -- registries ----------------------------------------------------------------------------
+    @property
+    def registries(self) -> dict[str, Registry]:
+        with self._lock:
+            if self._registries is None:
+                self._registries = self._build()
+            return self._registries
+
+    def _build(self) -> dict[str, Registry]:
+        registries = {}
+        for hook_name, kind in KINDS.items():
+            registry = Registry(kind)
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in hook.get_hookimpls():
+                plugin = impl.plugin_name
+
+                def register(name, obj, description=None, _plugin=plugin, **meta):
+                    registry.add(name, obj, _plugin, description, **meta)
+
+                try:
+                    impl.function(register=register)
+                except Exception as exc:
+                    if exc.__class__.__name__ == "RegistryError":
+                        raise
+                    raise PluginError(
+                        f"plugin {plugin!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                    ) from exc
+            registries[hook_name] = registry
+        return registries
+
+    def registry(self, hook_name: str) -> Registry:
+        return self.registries[hook_name]
+
+
+_default: PluginManager | None = None
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager (built-ins + entry points), created on first use."""
+    global _default
+    if _default is None:
+        _default = PluginManager()
+    return _default
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager (tests; after installing a package at run time)."""
+    global _default
+    _default = None
+    importlib.invalidate_caches()
+
+
+def load_plugins(specs, base_dir: str | Path | None = None) -> PluginManager:
+    """Add config ``plugins:`` to the process-wide manager and return it."""
+    pm = get_plugin_manager()
+    pm.load(specs, base_dir)
+    return pm
+
+
+def _getter(hook_name):
+    def get(name: str):
+        return get_plugin_manager().registry(hook_name).get(name)
+
+    return get
+
+
+def _lister(hook_name):
+    def names() -> list[str]:
+        return get_plugin_manager().registry(hook_name).names()
+
+    return names
+
+
+get_reward = _getter("register_rewards")
+get_template = _getter("register_templates")
+get_dataset = _getter("register_datasets")
+get_model_adapter = _getter("register_models")
+get_image_tokenizer = _getter("register_image_tokenizers")
+get_rollout_backend = _getter("register_rollout_backends")
+list_rewards = _lister("register_rewards")
+list_templates = _lister("register_templates")
+list_datasets = _lister("register_datasets")
+list_model_adapters = _lister("register_models")
+list_image_tokenizers = _lister("register_image_tokenizers")
+list_rollout_backends = _lister("register_rollout_backends")

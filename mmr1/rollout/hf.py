@@ -1,0 +1,1 @@
+"""HF generate rollout backend."""
