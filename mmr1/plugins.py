@@ -27,6 +27,7 @@ BUILTIN_PLUGINS = (
     "mmr1.data.loaders",
     "mmr1.models.adapters",
     "mmr1.rollout.hf",
+    "mmr1.imagegen.tokenizers",
 )
 
 # hook name -> registry kind (used in messages)

@@ -1,0 +1,311 @@
+"""Configuration: a YAML file plus ``--key value`` overrides, into one typed dataclass.
+
+Keys use trl's GRPOConfig names where trl has the concept, MMR1's names for MMR1's extras.
+Every problem is reported with the file and key at fault, before any model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmr1.registry import did_you_mean
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the file and the key."""
+
+
+@dataclass
+class TrainConfig:
+    """Every key a YAML config may hold. ``mmr1 train CONFIG --key value`` overrides any of them."""
+
+    # -- model -------------------------------------------------------------------------------
+    model_name_or_path: str = ""               # local folder or hub id
+    model_adapter: str = "auto"                # adapter name, or auto (from the model's config)
+    torch_dtype: str = "auto"                  # auto | float32 | bfloat16 | float16
+    attn_implementation: str | None = None     # sdpa | flash_attention_2 | eager
+    freeze_vision_tower: bool = False
+    train_parts: str = "all"                   # all | language_model | projector | projector+language_model
+    gradient_checkpointing: bool = False
+    use_peft: bool = False                     # LoRA through peft
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | str = "all-linear"
+    # -- plugins, data and prompts -----------------------------------------------------------
+    plugins: list[str] = field(default_factory=list)  # module names or .py files (relative to the config)
+    dataset: str = "json"                      # loader name: json | hf | shapes | a plugin's
+    dataset_path: str | None = None
+    dataset_kwargs: dict = field(default_factory=dict)
+    eval_dataset_path: str | None = None
+    eval_dataset_kwargs: dict = field(default_factory=dict)
+    train_sample_size: int | None = None       # MMR1: use a seeded subset of this many rows
+    template: str = "default"
+    system_prompt_template: str | None = None  # MMR1: override one part by template name
+    question_template: str | None = None
+    answer_template: str | None = None
+    min_pixels: int | None = None              # Qwen pixel budget per image
+    max_pixels: int | None = None
+    # -- rewards -----------------------------------------------------------------------------
+    rewards: list[str] = field(default_factory=lambda: ["accuracy", "format"])
+    reward_weights: list[float] | None = None
+    reward_kwargs: dict = field(default_factory=dict)  # {reward_name: {option: value}}
+    reward_scale: float = 1.0                  # MMR1: multiply the summed reward
+    # -- GRPO --------------------------------------------------------------------------------
+    num_generations: int = 8                   # G completions per prompt
+    per_device_train_batch_size: int = 8       # completions per device per micro-step (MMR1 mini-batch)
+    gradient_accumulation_steps: int = 1
+    steps_per_generation: int | None = None    # micro-steps served by one rollout; default = gradient_accumulation_steps
+    num_iterations: int = 1                    # optimizer passes over one rollout (mu)
+    max_prompt_length: int | None = None
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    temperature_schedule: str = "constant"     # MMR1: constant | linear
+    temperature_begin: float = 0.1
+    temperature_end: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = None
+    repetition_penalty: float = 1.0
+    loss_type: str = "dapo"                    # grpo | bnpo | dr_grpo | dapo
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    delta: float | None = None
+    importance_sampling_level: str = "token"   # token | sequence (GSPO)
+    beta: float = 0.0                          # KL coefficient; a reference model loads only when > 0
+    kl_approximator: str = "k3"                # k1 | k2 (kimikl) | k3 | low_var_kl | fullkimi
+    scale_rewards: str = "group"               # group | batch | none
+    no_mean_for_same_reward: bool = False
+    mask_truncated_completions: bool = False
+    entropy_weight: float = 0.0                # MMR1 entropy_reg: loss -= weight * entropy
+    shared_prefix: bool = True                 # score a prompt once per group in training
+    rollout_backend: str = "hf"
+    # -- optimisation ------------------------------------------------------------------------
+    learning_rate: float = 1e-6
+    lr_scheduler_type: str = "constant"        # any transformers scheduler name
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    max_steps: int = -1
+    num_train_epochs: float = 1.0
+    seed: int = 42
+    bf16: bool | None = None                   # None = on when a GPU is used
+    # -- output ------------------------------------------------------------------------------
+    output_dir: str = "outputs/run"
+    logging_steps: int = 1
+    log_completions: bool = True
+    num_completions_to_log: int = 8
+    save_steps: int = 0                        # 0 = only at the end
+    save_total_limit: int | None = None
+    resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
+    report_to: list[str] | str = "none"        # none | wandb | tensorboard | [both]
+    run_name: str | None = None
+    disable_tqdm: bool = False
+    # -- set by the loader -------------------------------------------------------------------
+    config_path: str | None = None
+
+    @property
+    def config_dir(self) -> Path:
+        return Path(self.config_path).resolve().parent if self.config_path else Path.cwd()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
+    "scale_rewards": ("group", "batch", "none"),
+    "temperature_schedule": ("constant", "linear"),
+    "importance_sampling_level": ("token", "sequence"),
+    "kl_approximator": ("k1", "k2", "k3", "low_var_kl", "kimikl", "fullkimi", "kl", "mse"),
+    "torch_dtype": ("auto", "float32", "bfloat16", "float16"),
+    "train_parts": ("all", "language_model", "projector", "projector+language_model"),
+}
+# Accepted spellings of other tools, mapped to ours.
+ALIASES = {
+    "kl_estimator": "kl_approximator",
+    "entropy_reg": "entropy_weight",
+    "per_device_batch_size": "per_device_train_batch_size",
+    "dataset_name": "dataset_path",
+    "data_path": "dataset_path",
+    "reward_funcs": "rewards",
+    "system_prompt_template_name": "system_prompt_template",
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, key: str, where: str) -> Any:
+    """Convert ``value`` to annotation ``tp`` or raise ConfigError naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value] if not isinstance(value, str) or "," not in value else [v.strip() for v in value.split(",")]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: key {key!r} must be a list, got {value!r}")
+        return [_coerce(v, inner, key, where) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: key {key!r} must be a mapping, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: key {key!r} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: key {key!r} must be an integer, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: key {key!r} must be an integer, got {value!r}") from None
+        if number != int(number):
+            raise ConfigError(f"{where}: key {key!r} must be an integer, got {value!r}")
+        return int(number)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: key {key!r} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: key {key!r} must be a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: key {key!r} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def parse_overrides(args: list[str]) -> dict:
+    """``["--lr", "1e-5", "--bf16=true"]`` -> ``{"lr": 1e-5, "bf16": True}``; values parsed as YAML."""
+    overrides, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"command line: expected --key value, got {arg!r}")
+        key = arg[2:].replace("-", "_")
+        if "=" in key:
+            key, raw = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            raw = args[i + 1]
+            i += 2
+        else:
+            raw, i = "true", i + 1
+        try:
+            overrides[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            overrides[key] = raw
+    return overrides
+
+
+def build_config(data: dict, where: str = "config", config_path: str | None = None) -> TrainConfig:
+    """A validated TrainConfig from a mapping; raises ConfigError listing every problem."""
+    problems, values = [], {}
+    for key, value in (data or {}).items():
+        canonical = ALIASES.get(key, key)
+        if canonical not in _FIELDS or canonical == "config_path":
+            problems.append(f"{where}: unknown key {key!r}.{did_you_mean(key, list(_FIELDS) + list(ALIASES))}")
+            continue
+        try:
+            values[canonical] = _coerce(value, typing.get_type_hints(TrainConfig)[canonical], key, where)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    for key, choices in CHOICES.items():
+        if key in values and values[key] not in choices:
+            problems.append(f"{where}: {key} must be one of {', '.join(choices)}, got {values[key]!r}."
+                            f"{did_you_mean(str(values[key]), choices)}")
+            del values[key]
+    config = TrainConfig(**values, config_path=config_path)
+    problems += validate(config, where)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def validate(c: TrainConfig, where: str = "config") -> list[str]:
+    """Cross-key checks that need no model or plugin."""
+    p = []
+    positive = ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
+                "num_iterations", "max_completion_length", "logging_steps")
+    for key in positive:
+        if getattr(c, key) < 1:
+            p.append(f"{where}: {key} must be at least 1, got {getattr(c, key)}")
+    if c.num_generations < 2:
+        p.append(f"{where}: num_generations must be at least 2 (GRPO compares completions of one prompt)")
+    if c.reward_weights is not None and len(c.reward_weights) != len(c.rewards):
+        p.append(f"{where}: reward_weights has {len(c.reward_weights)} entries but rewards has "
+                 f"{len(c.rewards)} ({c.rewards}); give one weight per reward")
+    if not c.rewards:
+        p.append(f"{where}: rewards is empty; name at least one reward (see `mmr1 list`)")
+    unknown = set(c.reward_kwargs) - set(c.rewards)
+    if unknown:
+        name = sorted(unknown)[0]
+        p.append(f"{where}: reward_kwargs has options for {name!r}, which is not in rewards {c.rewards}."
+                 f"{did_you_mean(name, c.rewards)}")
+    if c.epsilon_high is not None and c.epsilon_high < 0 or c.epsilon < 0:
+        p.append(f"{where}: epsilon and epsilon_high must be >= 0")
+    if c.beta < 0:
+        p.append(f"{where}: beta must be >= 0, got {c.beta}")
+    if c.min_pixels and c.max_pixels and c.min_pixels > c.max_pixels:
+        p.append(f"{where}: min_pixels ({c.min_pixels}) is larger than max_pixels ({c.max_pixels})")
+    if c.max_steps < 1 and c.num_train_epochs <= 0:
+        p.append(f"{where}: set max_steps or a positive num_train_epochs")
+    return p
+
+
+def load_config(path: str | Path | None, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """Read a YAML config, apply ``--key value`` overrides, validate."""
+    data = {}
+    where = "command line"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the config must be a mapping of keys to values")
+    if overrides:
+        extra = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
+        for key in extra:
+            canonical = ALIASES.get(key, key)
+            if canonical not in _FIELDS:
+                raise ConfigError(f"command line: unknown option --{key}.{did_you_mean(key, _FIELDS)}")
+        data = {**data, **extra}
+        where = f"{where} (+ command-line overrides)" if path else where
+    return build_config(data, where, str(path) if path else None)

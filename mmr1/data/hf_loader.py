@@ -1,0 +1,36 @@
+"""The ``hf`` loader: a hub dataset name or a ``save_to_disk`` folder, with column mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmr1.data.dataset import RowDataset
+from mmr1.data.rows import normalize_row
+
+
+def load_hf(path: str, split: str = "train", columns: dict[str, str] | None = None, strict: bool = True,
+            name: str | None = None, **_) -> RowDataset:
+    """Rows from ``datasets.load_from_disk(path)`` (a folder) or ``datasets.load_dataset(path, name, split=split)``."""
+    import datasets
+
+    if not path:
+        raise ValueError("dataset 'hf' needs dataset_path: a hub dataset name or a save_to_disk folder")
+    if Path(path).is_dir():
+        ds = datasets.load_from_disk(path)
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise ValueError(f"{path}: no split {split!r}; splits: {sorted(ds)}")
+            ds = ds[split]
+    else:
+        ds = datasets.load_dataset(path, name, split=split)
+    source = str(path)
+    rows, problems = [], []
+    for index, raw in enumerate(ds):
+        row, found = normalize_row(raw, source, index, None, columns)
+        problems.extend(found)
+        if row is not None:
+            rows.append(row)
+    dataset = RowDataset(rows, source, problems)
+    if strict:
+        dataset.raise_problems()
+    return dataset

@@ -1,0 +1,56 @@
+"""The ``json`` loader: a ``.json`` list or a ``.jsonl`` file of ``{problem, solution, image}`` rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmr1.data.dataset import RowDataset
+from mmr1.data.problems import DataProblem
+from mmr1.data.rows import normalize_row
+
+
+def load_json(path: str, columns: dict[str, str] | None = None, strict: bool = True, **_) -> RowDataset:
+    """Rows from a JSON list or JSONL file; image paths are relative to the file's folder.
+
+    Rows are numbered as the file counts them: JSONL by line (1-based), a JSON list by index (0-based).
+    """
+    if not path:
+        raise ValueError("dataset 'json' needs dataset_path: a .json or .jsonl file")
+    file = Path(path)
+    source = str(file)
+    if not file.is_file():
+        raise FileNotFoundError(f"dataset file not found: {file} (dataset_path is relative to where you run mmr1)")
+    text = file.read_text(encoding="utf-8")
+    base = file.resolve().parent
+    problems: list[DataProblem] = []
+    raw_rows: list[tuple[int, object]] = []
+    stripped = text.lstrip()
+    if file.suffix == ".json" or (stripped.startswith("[") and file.suffix != ".jsonl"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return RowDataset([], source, [DataProblem(source, None, f"invalid JSON at line {exc.lineno}: {exc.msg}")])
+        if not isinstance(data, list):
+            return RowDataset([], source, [DataProblem(source, None, "a .json data file must hold a list of rows")])
+        raw_rows = list(enumerate(data))
+    else:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                raw_rows.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                problems.append(DataProblem(source, lineno, f"malformed JSON line: {exc.msg} (column {exc.colno})"))
+    rows = []
+    for index, raw in raw_rows:
+        row, found = normalize_row(raw, source, index, base, columns)
+        problems.extend(found)
+        if row is not None:
+            rows.append(row)
+    if not rows and not problems:
+        problems.append(DataProblem(source, None, "the file holds no rows"))
+    dataset = RowDataset(rows, source, problems)
+    if strict:
+        dataset.raise_problems()
+    return dataset

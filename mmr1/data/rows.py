@@ -1,0 +1,60 @@
+"""Row normalisation shared by the loaders: ``{problem, solution, image: [...], ...}``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmr1.data.problems import DataProblem
+
+REQUIRED = ("problem", "solution")
+SOLUTION_TYPES = (str, int, float, list, dict)
+
+
+def normalize_row(raw, source: str, row: int, base_dir: Path | None,
+                  columns: dict[str, str] | None = None) -> tuple[dict | None, list[DataProblem]]:
+    """Validate one raw row; return the normalised row (or None) and its problems.
+
+    ``columns`` maps source column names to mmr1 names (``{"question": "problem"}``).
+    Image paths are resolved relative to ``base_dir`` (the data file's folder).
+    """
+    if not isinstance(raw, dict):
+        return None, [DataProblem(source, row, f"expected an object, got {type(raw).__name__}")]
+    data = dict(raw)
+    for src, dst in (columns or {}).items():
+        if src in data:
+            data[dst] = data.pop(src)
+    if "images" in data and "image" not in data:
+        data["image"] = data.pop("images")
+    problems = []
+    for key in REQUIRED:
+        if key not in data or data[key] is None:
+            problems.append(DataProblem(
+                source, row, f"missing field {key!r} (rename it, or map a column with dataset_kwargs: {{columns: {{yours: {key}}}}})"))
+    if "problem" in data and data["problem"] is not None and not isinstance(data["problem"], str):
+        problems.append(DataProblem(source, row, f"field 'problem' must be a string, got {type(data['problem']).__name__}"))
+    if data.get("solution") is not None and not isinstance(data["solution"], SOLUTION_TYPES):
+        problems.append(DataProblem(source, row, f"field 'solution' has unsupported type {type(data['solution']).__name__}"))
+    image = data.get("image")
+    if image is None:
+        images = []
+    elif isinstance(image, (str, dict)) or hasattr(image, "convert"):
+        images = [image]
+    elif isinstance(image, list):
+        images = image
+    else:
+        problems.append(DataProblem(source, row, f"field 'image' must be a path or a list of paths, got {type(image).__name__}"))
+        images = []
+    resolved = []
+    for ref in images:
+        if isinstance(ref, str):
+            path = Path(ref)
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            resolved.append(str(path))
+        elif ref is None:
+            problems.append(DataProblem(source, row, "field 'image' contains null"))
+        else:
+            resolved.append(ref)
+    data["image"] = resolved
+    data["_source"] = f"{source}:{row}"
+    return (None if problems else data), problems

@@ -1,0 +1,1 @@
+"""Image tokenizer protocol and built-in tokenizers."""
