@@ -155,6 +155,11 @@ def _coerce(value: Any, tp, key: str, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        # A plain string stays a string when the union allows one ("all-linear" for list[str] | str),
+        # unless it is a comma-separated list for a union that also takes a list.
+        if isinstance(value, str) and str in args and not (
+                "," in value and any(typing.get_origin(a) is list for a in args)):
+            return value
         errors = []
         for arg in args:
             if arg is type(None):
@@ -214,15 +219,16 @@ def parse_overrides(args: list[str]) -> dict:
         arg = args[i]
         if not arg.startswith("--"):
             raise ConfigError(f"command line: expected --key value, got {arg!r}")
-        key = arg[2:].replace("-", "_")
+        key = arg[2:]
         if "=" in key:
-            key, raw = key.split("=", 1)
+            key, raw = key.split("=", 1)  # the value keeps its dashes (--output-dir=runs/a-b)
             i += 1
         elif i + 1 < len(args) and not args[i + 1].startswith("--"):
             raw = args[i + 1]
             i += 2
         else:
             raw, i = "true", i + 1
+        key = key.replace("-", "_")
         try:
             overrides[key] = yaml.safe_load(raw)
         except yaml.YAMLError:
@@ -300,12 +306,20 @@ def load_config(path: str | Path | None, overrides: list[str] | dict | None = No
             raise ConfigError(f"{path}: invalid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the config must be a mapping of keys to values")
+    problems = []
     if overrides:
         extra = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
-        for key in extra:
+        for key in list(extra):
             canonical = ALIASES.get(key, key)
-            if canonical not in _FIELDS:
-                raise ConfigError(f"command line: unknown option --{key}.{did_you_mean(key, _FIELDS)}")
+            if canonical not in _FIELDS or canonical == "config_path":
+                problems.append(f"command line: unknown option --{key}.{did_you_mean(key, _FIELDS)}")
+                del extra[key]
         data = {**data, **extra}
         where = f"{where} (+ command-line overrides)" if path else where
-    return build_config(data, where, str(path) if path else None)
+    try:
+        config = build_config(data, where, str(path) if path else None)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if problems:  # every problem at once: bad options on the command line and in the file
+        raise ConfigError("\n".join(problems))
+    return config

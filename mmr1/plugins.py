@@ -17,7 +17,7 @@ from types import ModuleType
 import pluggy
 
 from mmr1 import hookspecs
-from mmr1.registry import Registry
+from mmr1.registry import Registry, did_you_mean
 
 ENTRY_POINT_GROUP = "mmr1"
 
@@ -73,7 +73,19 @@ class PluginManager:
         name = plugin_name or module.__name__
         if self.pm.is_registered(module) or self.pm.get_plugin(name) is not None:
             return
-        self.pm.register(module, name=name)
+        try:
+            self.pm.register(module, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r} has an invalid hook implementation: {exc}") from exc
+        # pluggy accepts hooks it has no spec for and never calls them: a typo'd hook name
+        # (register_reward) would silently register nothing.
+        unknown = sorted(caller.name for caller in self.pm.get_hookcallers(module) or [] if caller.spec is None)
+        if unknown:
+            self.pm.unregister(module)
+            raise PluginError(
+                f"plugin {name!r} implements unknown hook {unknown[0]!r}.{did_you_mean(unknown[0], KINDS)} "
+                f"Hooks: {', '.join(KINDS)}"
+            )
         self._registries = None
 
     def add_file(self, path: str | Path) -> None:

@@ -23,6 +23,7 @@ def load_hf(path: str, split: str = "train", columns: dict[str, str] | None = No
             ds = ds[split]
     else:
         ds = datasets.load_dataset(path, name, split=split)
+    ds = _lazy_images(ds, datasets)
     source = str(path)
     rows, problems = [], []
     for index, raw in enumerate(ds):
@@ -34,3 +35,13 @@ def load_hf(path: str, split: str = "train", columns: dict[str, str] | None = No
     if strict:
         dataset.raise_problems()
     return dataset
+
+
+def _lazy_images(ds, datasets):
+    """Keep ``Image`` columns undecoded (``{"bytes", "path"}`` dicts that :func:`load_image` opens when
+    a row is used): decoding while iterating would hold every image of the data set in memory.
+    Changing ``decode`` on a top-level column only changes the schema; no data is rewritten."""
+    for name, feature in ds.features.items():
+        if isinstance(feature, datasets.Image) and feature.decode:
+            ds = ds.cast_column(name, datasets.Image(decode=False))
+    return ds

@@ -30,10 +30,12 @@ def load_json(path: str, columns: dict[str, str] | None = None, strict: bool = T
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            return RowDataset([], source, [DataProblem(source, None, f"invalid JSON at line {exc.lineno}: {exc.msg}")])
-        if not isinstance(data, list):
-            return RowDataset([], source, [DataProblem(source, None, "a .json data file must hold a list of rows")])
-        raw_rows = list(enumerate(data))
+            data = None
+            problems.append(DataProblem(source, None, f"invalid JSON at line {exc.lineno}: {exc.msg}"))
+        if isinstance(data, list):
+            raw_rows = list(enumerate(data))
+        elif not problems:
+            problems.append(DataProblem(source, None, "a .json data file must hold a list of rows"))
     else:
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():

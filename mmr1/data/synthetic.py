@@ -46,11 +46,14 @@ def shapes_image(rng: random.Random, size: int, color: str, count: int = 1) -> I
     cells = max(1, int(count ** 0.5 + 0.999))
     cell = size // cells
     slots = rng.sample(range(cells * cells), count)
+    # PIL boxes include their last pixel: keep background between shapes in neighbouring cells, or
+    # two touching squares read as one shape and the count answer is wrong.
+    gap = 3 if count > 1 else 0
     for slot in slots:
         cx, cy = (slot % cells) * cell, (slot // cells) * cell
-        extent = rng.randint(max(4, cell // 2), max(5, cell - 2))
-        x0 = cx + rng.randint(0, max(0, cell - extent))
-        y0 = cy + rng.randint(0, max(0, cell - extent))
+        extent = rng.randint(max(4, cell // 2), max(5, cell - 2 - gap))
+        x0 = cx + rng.randint(0, max(0, cell - extent - gap))
+        y0 = cy + rng.randint(0, max(0, cell - extent - gap))
         _draw_shape(draw, rng.choice(SHAPES), (x0, y0, x0 + extent, y0 + extent), _jitter(COLORS[color], rng))
     return img
 

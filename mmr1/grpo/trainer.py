@@ -150,7 +150,10 @@ class GRPOTrainer:
             model = _apply_lora(model, c)
         self.shared_prefix = c.shared_prefix and not c.gradient_checkpointing
         if c.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "activation_checkpointing_enable"):        # transformers >= 5.2x
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
         self.adapter.bind(model)
         params = [p for p in model.parameters() if p.requires_grad]

@@ -1,0 +1,16 @@
+"""Text-to-image building blocks (SimpleAR-style autoregressive generation).
+
+Modules (imported on demand; nothing heavy is imported here):
+
+- :mod:`mmr1.imagegen.tokenizers`: the image tokenizer protocol, ``vq`` (k-means) and ``cosmos``
+  (TorchScript) tokenizers, :func:`~mmr1.imagegen.tokenizers.load_image_tokenizer`.
+- :mod:`mmr1.imagegen.extract`: token extraction (``mmr1 tokenize``) and meta files.
+- :mod:`mmr1.imagegen.meta`: meta files and YAML mixtures with sampling strategies.
+- :mod:`mmr1.imagegen.vocab`: vocabulary extension of a causal LM (``prepare_t2i``, ``T2IVocab``).
+- :mod:`mmr1.imagegen.sequence`: pretrain / SFT sequences with CFG dropout.
+- :mod:`mmr1.imagegen.sampling`: KV-cached CFG sampling of image tokens, image grids.
+- :mod:`mmr1.imagegen.shapes`: synthetic coloured shapes and a rule-based shape classifier.
+- :mod:`mmr1.imagegen.tiny`: tiny offline models (Qwen2 causal LM, CLIP) for tests and demos.
+
+See docs/imagegen.md.
+"""

@@ -108,6 +108,8 @@ class QwenVLAdapter(ModelAdapter):
 
 def _rope_index(model, input_ids, attention_mask, image_grid_thw):
     """Qwen's m-rope positions from the model's own ``get_rope_index`` (its signature varies by release)."""
+    if hasattr(model, "get_base_model"):          # peft wrapper
+        model = model.get_base_model()
     inner = model.model if hasattr(model.model, "get_rope_index") else model
     fn = inner.get_rope_index
     params = inspect.signature(fn).parameters

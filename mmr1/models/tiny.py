@@ -16,7 +16,10 @@ import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 __all__ = [
     "QWEN_SPECIAL_TOKENS",
@@ -126,6 +129,24 @@ _SENTENCES = [
     "a photo of a {colour} {shape} on a {colour2} background",
     "A picture of {n} {colour} {shape}s.",
 ]
+_WORDS = (
+    "the a an of to in on at by for with from and or not is are was be this that these those it its "
+    "there here what which who where when why how many much more less most least than then so because "
+    "image picture photo scene view left right top bottom middle center corner above below next near far "
+    "inside outside between behind front back large small big tiny long short wide tall thin bright dark "
+    "light color colour colors colours shape shapes size number count total each every some all none only "
+    "first second third last final answer question problem solution step think reason look see find check "
+    "give show tell describe compare choose select option options correct wrong true false yes no maybe "
+    "please carefully answer_format output format tag tags box boxes bounding coordinates point points "
+    "x y width height area angle degree degrees length side sides radius diameter triangle's sum difference "
+    "product quotient equal equals plus minus times divided half double twice value values result results "
+    "user assistant system helpful you are I we they he she can could would should will must may might "
+    "has have had do does did make made get got put take took use used write read text word words letter "
+    "letters digit digits sign signs chart table graph bar bars axis row rows column columns cell label "
+    "labels title figure diagram map grid pattern background foreground object's person people car cars "
+    "tree trees house sky water cat dog bird apple ball cup book chair table's"
+).split()
+_UNICODE = ["café", "naïve", "façade", "Zürich", "résumé", "×", "÷", "≤", "≥", "≠", "°", "π", "√", "∑", "→", "·"]
 _MATH = [
     "\\frac{{{a}}}{{{b}}}",
     "$x^2 + {a}x + {b} = 0$",
@@ -191,6 +212,13 @@ def default_corpus(n: int = 3000, seed: int = 0) -> list[str]:
             out.append(f"<answer>{rng.choice([colour, shape, str(count), rng.choice(_NUMBER_WORDS)])}</answer>")
         else:
             out.append(fill(rng.choice(_SENTENCES)) + " " + fill(rng.choice(_QUESTIONS)))
+    # Plain English prompt text over a few hundred common words, with some non-ASCII text mixed in.
+    for _ in range(n // 2):
+        words = rng.choices(_WORDS + _COLOURS + _SHAPES, k=rng.randint(6, 16))
+        if rng.random() < 0.2:
+            words.insert(rng.randrange(len(words)), rng.choice(_UNICODE))
+        sentence = " ".join(words)
+        out.append(sentence[0].upper() + sentence[1:] + rng.choice([".", "?", "!", ":", ","]))
     # Every colour / shape / number word in isolation and capitalised, so each ends up as one token.
     vocab_words = _COLOURS + _SHAPES + _NUMBER_WORDS + _OBJECTS
     for _ in range(20):
@@ -204,7 +232,7 @@ def train_tokenizer(
     texts: Iterable[str],
     vocab_size: int = 2000,
     special_tokens: list[str] | None = None,
-):
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer locally, Qwen2-style, and return it as a fast tokenizer.
 
     The tokenizer uses Qwen2's normalizer (NFC) and pre-tokenizer (Qwen's split regex + byte-level), so
@@ -216,7 +244,8 @@ def train_tokenizer(
 
     Args:
         texts: training texts (e.g. :func:`default_corpus`).
-        vocab_size: total vocabulary size; must leave room for merges beyond the specials and 256 bytes.
+        vocab_size: largest vocabulary size (specials + 256 bytes + merges); must leave room for merges.
+            BPE stops earlier when no pair occurs twice more: :func:`default_corpus` gives about 1500.
         special_tokens: extra special tokens, added after Qwen's.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -260,21 +289,57 @@ def train_tokenizer(
             "the trained tokenizer has no merges (character-level); give it a larger corpus or vocab_size"
         )
 
-    tokenizer = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        unk_token=None,
-        bos_token=None,
         additional_special_tokens=[t for t in specials if t not in ("<|endoftext|>", "<|im_end|>")],
         clean_up_tokenization_spaces=False,
         split_special_tokens=False,
         model_max_length=32768,
         errors="replace",
     )
+    fast.chat_template = QWEN_VL_CHAT_TEMPLATE
+    tokenizer = _as_qwen2_tokenizer(fast)
     tokenizer.padding_side = "left"
-    tokenizer.chat_template = QWEN_VL_CHAT_TEMPLATE
+
+    # The tokenizer must give the ids the trained backend gives (it is rebuilt from vocab + merges).
+    sample = texts[:: max(1, len(texts) // 64)][:64] + ["".join(specials) + " 0123 Ünïcödé ∑ π ×"]
+    for text in sample:
+        want = backend.encode(text).ids
+        got = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if got != want:
+            raise RuntimeError(f"tokenizer rebuilt as {type(tokenizer).__name__} changes the ids of {text!r}")
     return tokenizer
+
+
+def _as_qwen2_tokenizer(fast):
+    """Re-load ``fast`` through ``AutoTokenizer`` declared as ``Qwen2Tokenizer``, as real Qwen repos are.
+
+    This is the path every later load takes (transformers rebuilds Qwen2Tokenizer from vocab + merges
+    with Qwen's own pre-tokenizer), so the tokenizer returned is the one a reload gives.
+    """
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="mmr1-tok-") as tmp:
+        fast.save_pretrained(tmp)
+        cfg_path = Path(tmp) / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["tokenizer_class"] = "Qwen2Tokenizer"
+        cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
+        try:
+            tok = AutoTokenizer.from_pretrained(tmp)
+        except Exception:  # pragma: no cover - very old/new transformers without a Qwen2 fast tokenizer
+            return fast
+        if tok.chat_template is None:
+            tok.chat_template = fast.chat_template
+        # Detach from the temporary folder (these would otherwise be written into tokenizer_config.json).
+        for key in ("vocab_file", "merges_file", "tokenizer_file", "name_or_path", "is_local", "local_files_only"):
+            tok.init_kwargs.pop(key, None)
+        tok.name_or_path = ""
+        return tok
 
 
 def _merges_of(backend) -> list:
@@ -343,6 +408,7 @@ def build_tiny_vlm(
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         max_position_embeddings=4096,
+        max_window_layers=text_layers,
         rms_norm_eps=1e-6,
         rope_parameters={
             "rope_type": "default",
@@ -413,6 +479,10 @@ def build_tiny_vlm(
     )
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    if not (out / "preprocessor_config.json").exists():
+        # Like the real Qwen-VL repos: older transformers (and the standard processor's video
+        # processor) read the image settings from this file.
+        processor.image_processor.save_pretrained(out)
     return out
 
 

@@ -1,8 +1,25 @@
-"""mmr1's first-party imagegen rewards (registered through the ``mmr1`` entry-point group)."""
+"""mmr1's first-party imagegen rewards (registered through the ``mmr1`` entry-point group).
+
+- ``color_fidelity``: rule-based, no weights: the image's dominant colour vs the colour word asked for.
+- ``clip_score``, ``pickscore``, ``aesthetic``: transformers CLIP models from local paths
+  (``reward_kwargs: {clip_score: {model: PATH}}``); classes, constructed once per run.
+- ``hps``: HPSv2 on open_clip ViT-H-14 (needs the ``imagegen`` extra).
+
+The scorer modules import transformers only when a scorer is constructed.
+"""
 
 from mmr1 import hookimpl
+
+from mmr1_imagegen.clip import HPS, Aesthetic, ClipScore, PickScore
+from mmr1_imagegen.color import color_fidelity
+
+__all__ = ["Aesthetic", "ClipScore", "HPS", "PickScore", "color_fidelity"]
 
 
 @hookimpl
 def register_rewards(register):
-    pass
+    register("color_fidelity", color_fidelity)
+    register("clip_score", ClipScore)
+    register("pickscore", PickScore)
+    register("aesthetic", Aesthetic)
+    register("hps", HPS)

@@ -2,12 +2,26 @@
 
 import re
 
-THINK_ANSWER = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
+from mmr1_math.answers import as_text
+
+# One think block then one answer block; neither may contain another think/answer tag, so
+# "<answer>a</answer><answer>b</answer>" does not pass as one answer.
+_BODY = r"(?:(?!</?think>|</?answer>).)*"
+THINK_ANSWER = re.compile(rf"^\s*<think>{_BODY}</think>\s*<answer>{_BODY}</answer>\s*$", re.DOTALL)
+ANSWER_ONLY = re.compile(rf"^\s*<answer>{_BODY}</answer>\s*$", re.DOTALL)
 
 
-def format_reward(completions, **kwargs):
-    """1.0 if the completion is ``<think>...</think>`` then ``<answer>...</answer>`` and nothing after, else 0.0.
+def format_reward(completions, answer_only=False, **kwargs):
+    """1.0 if the completion is exactly ``<think>...</think><answer>...</answer>`` (whitespace around and between allowed), else 0.0; with option ``answer_only=True`` the completion must instead be exactly one ``<answer>...</answer>`` block. Reads no columns; range {0, 1}.
 
-    Newlines are allowed inside both tags (MMR1's original regex lacked DOTALL). Reads no columns.
+    Newlines are allowed inside both tags (MMR1's original regex lacked DOTALL). Neither block may
+    contain another ``<think>``/``<answer>`` tag, and nothing may follow ``</answer>``.
     """
-    return [1.0 if THINK_ANSWER.match(c or "") else 0.0 for c in completions]
+    pattern = ANSWER_ONLY if _flag(answer_only) else THINK_ANSWER
+    return [1.0 if pattern.match(as_text(c)) else 0.0 for c in completions]
+
+
+def _flag(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

@@ -1,0 +1,267 @@
+"""The ``mmr1`` command: train | sft | eval | generate | tokenize | prepare-t2i | check | list | make-tiny | demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _user_errors() -> tuple[type, ...]:
+    from mmr1.config import ConfigError
+    from mmr1.data import DataError, ImageLoadError
+    from mmr1.grpo.batching import BatchConfigError
+    from mmr1.grpo.rewards import RewardError
+    from mmr1.plugins import PluginError
+    from mmr1.registry import RegistryError
+    from mmr1.templates import TemplateError
+
+    return (ConfigError, DataError, ImageLoadError, BatchConfigError, RewardError, PluginError,
+            RegistryError, TemplateError, FileNotFoundError)
+
+
+# -- list ---------------------------------------------------------------------------------------
+SECTIONS = (("rewards", "register_rewards"), ("templates", "register_templates"),
+            ("datasets", "register_datasets"), ("model adapters", "register_models"),
+            ("image tokenizers", "register_image_tokenizers"), ("rollout backends", "register_rollout_backends"))
+
+
+def cmd_list(args) -> int:
+    from mmr1.plugins import load_plugins
+
+    pm = load_plugins(args.plugins or [], base_dir=os.getcwd())
+    data = {}
+    for title, hook in SECTIONS:
+        data[title] = [{"name": e.name, "plugin": e.plugin, "description": e.description}
+                       for e in pm.registry(hook).entries()]
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for title, entries in data.items():
+        print(f"{title}:")
+        width = max((len(e["name"]) for e in entries), default=0)
+        for e in entries:
+            print(f"  {e['name']:<{width}}  [{e['plugin']}]  {e['description']}")
+        print()
+    return 0
+
+
+# -- check --------------------------------------------------------------------------------------
+def cmd_check(args) -> int:
+    """Validate a config: keys, names, batch arithmetic, every data row and image. All problems at once."""
+    from tqdm.auto import tqdm
+
+    from mmr1.config import ConfigError, load_config
+    from mmr1.grpo.trainer import prepare
+
+    problems: list[str] = []
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"config problems:\n  " + str(exc).replace("\n", "\n  "))
+        return 1
+    from mmr1.data import DataError
+    from mmr1.grpo.batching import plan_batches
+    from mmr1.grpo.rewards import build_rewards
+    from mmr1.models.adapters import resolve_adapter
+    from mmr1.plugins import get_dataset, get_rollout_backend, load_plugins
+    from mmr1.templates import resolve_template
+
+    steps = [
+        ("plugins", lambda: load_plugins(config.plugins, base_dir=config.config_dir)),
+        ("batch", lambda: plan_batches(args.num_processes, config.per_device_train_batch_size,
+                                       config.num_generations, config.gradient_accumulation_steps,
+                                       config.steps_per_generation, config.num_iterations)),
+        ("template", lambda: resolve_template(config.template, config.system_prompt_template,
+                                              config.question_template, config.answer_template)),
+        ("rewards", lambda: build_rewards(config.rewards, config.reward_kwargs)),
+        ("rollout backend", lambda: get_rollout_backend(config.rollout_backend)),
+        ("model", lambda: resolve_adapter(config.model_name_or_path, config.model_adapter)
+         if config.model_name_or_path else (_ for _ in ()).throw(ValueError("model_name_or_path is not set"))),
+    ]
+    errors = _user_errors() + (ValueError, OSError)
+    for label, step in steps:
+        try:
+            step()
+        except errors as exc:
+            problems.append(f"{label}: {exc}")
+    from mmr1.grpo.trainer import _data_path
+
+    for label, path, kwargs in (("train data", config.dataset_path, config.dataset_kwargs),
+                                ("eval data", config.eval_dataset_path, config.eval_dataset_kwargs)):
+        if label == "eval data" and not path:
+            continue
+        try:
+            dataset = get_dataset(config.dataset)(path=_data_path(config, path), strict=False, **kwargs)
+        except errors as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        found = list(dataset.problems)
+        found += dataset.check_images(progress=lambda rows: tqdm(rows, desc=f"checking {label} images",
+                                                                 disable=len(rows) < 200))
+        problems += [f"{label}: {p}" for p in found]
+        print(f"{label}: {len(dataset)} usable rows, {len(found)} problem(s)")
+    del prepare
+    if problems:
+        print(f"\n{len(problems)} problem(s):")
+        for p in problems:
+            print("  " + str(p).replace("\n", "\n    "))
+        return 1
+    print("config OK")
+    return 0
+
+
+# -- train / eval / sft -------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from mmr1.config import load_config
+    from mmr1.grpo.trainer import GRPOTrainer
+
+    config = load_config(args.config, args.overrides)
+    trainer = GRPOTrainer(config)
+    history = trainer.train()
+    if trainer.accelerator.is_main_process and history:
+        last = history[-1]
+        print(f"done: {trainer.global_step} steps, last reward {last['reward']:.4f}; model in {config.output_dir}/final")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from mmr1.config import load_config
+    from mmr1.evaluate import evaluate
+    from mmr1.grpo.rewards import RewardRunner
+    from mmr1.grpo.trainer import _data_path, prepare
+
+    config = load_config(args.config, args.overrides)
+    model_path = args.model or config.model_name_or_path
+    config.model_name_or_path = model_path
+    prepared = prepare(config)
+    rows = prepared.dataset
+    if config.eval_dataset_path or config.eval_dataset_kwargs:
+        from mmr1.plugins import get_dataset
+
+        rows = get_dataset(config.dataset)(path=_data_path(config, config.eval_dataset_path),
+                                           **(config.eval_dataset_kwargs or config.dataset_kwargs))
+    if args.limit:
+        rows = rows.rows[: args.limit] if hasattr(rows, "rows") else rows[: args.limit]
+    adapter_cls = prepared.adapter_cls
+    processor = adapter_cls.load_processor(model_path, config.min_pixels, config.max_pixels)
+    adapter = adapter_cls(processor, config.min_pixels, config.max_pixels)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = adapter_cls.load_model(model_path, None).to(device).eval()
+    adapter.bind(model)
+    result = evaluate(adapter, model, list(rows), prepared.template, RewardRunner(prepared.rewards),
+                      max_new_tokens=config.max_completion_length, batch_size=args.batch_size,
+                      temperature=args.temperature, progress=lambda it: tqdm(it, desc="eval"))
+    print(json.dumps(result["means"], indent=2))
+    if args.output:
+        with open(args.output, "w") as f:
+            for record in result["records"]:
+                f.write(json.dumps(record, default=str) + "\n")
+    return 0
+
+
+def cmd_sft(args) -> int:
+    from mmr1.config import load_config
+    from mmr1.grpo.trainer import prepare
+    from mmr1.sft.vlm import warm_start
+
+    config = load_config(args.config, args.overrides)
+    prepared = prepare(config)
+    adapter_cls = prepared.adapter_cls
+    processor = adapter_cls.load_processor(config.model_name_or_path, config.min_pixels, config.max_pixels)
+    adapter = adapter_cls(processor, config.min_pixels, config.max_pixels)
+    model = adapter_cls.load_model(config.model_name_or_path, None)
+    adapter.bind(model)
+    steps = config.max_steps if config.max_steps > 0 else int(config.num_train_epochs * len(prepared.dataset)
+                                                                / config.per_device_train_batch_size)
+    from tqdm.auto import tqdm
+
+    losses = warm_start(adapter, model, list(prepared.dataset), prepared.template, steps,
+                        config.per_device_train_batch_size, config.learning_rate, seed=config.seed,
+                        progress=lambda it: tqdm(it, desc="SFT"))
+    out = os.path.join(config.output_dir, "final")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    print(f"SFT done: loss {losses[0]:.4f} -> {losses[-1]:.4f}; model in {out}")
+    return 0
+
+
+# -- make-tiny / demo ---------------------------------------------------------------------------
+def cmd_make_tiny(args) -> int:
+    from mmr1.config import parse_overrides
+    from mmr1.models.tiny import make_tiny
+
+    options = parse_overrides(args.options)
+    path = make_tiny(args.kind, args.out, **options)
+    print(f"built tiny {args.kind} in {path}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from mmr1.demo import run_vl_demo
+
+    summary = run_vl_demo(args.out, seed=args.seed, quick=args.quick)
+    return 0 if summary["accuracy_after"] >= summary["accuracy_before"] else 1
+
+
+# -- entry point --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmr1", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list rewards, templates, loaders, adapters and their plugins")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plugins", nargs="*", help="extra plugin modules or .py files to load first")
+    p.set_defaults(fn=cmd_list)
+
+    for name, fn, text in (("train", cmd_train, "GRPO training"), ("check", cmd_check, "validate a config and its data"),
+                           ("sft", cmd_sft, "supervised fine-tuning / warm start"),
+                           ("eval", cmd_eval, "score a model on a data set with the config's rewards")):
+        p = sub.add_parser(name, help=text, description=text + ". Any config key can be overridden as --key value.")
+        p.add_argument("config")
+        if name == "check":
+            p.add_argument("--num-processes", type=int, default=1, dest="num_processes",
+                           help="processes the run will use (for the batch arithmetic)")
+        if name == "eval":
+            p.add_argument("--model", help="model to evaluate (default: model_name_or_path)")
+            p.add_argument("--limit", type=int, default=0)
+            p.add_argument("--batch-size", type=int, default=16, dest="batch_size")
+            p.add_argument("--temperature", type=float, default=0.0)
+            p.add_argument("--output", help="write per-sample records as JSONL")
+        p.set_defaults(fn=fn)
+
+    p = sub.add_parser("make-tiny", help="build a tiny random-weight model (offline)")
+    p.add_argument("kind", help="qwen2_5_vl | qwen2_vl | causal_lm")
+    p.add_argument("out")
+    p.set_defaults(fn=cmd_make_tiny)
+
+    p = sub.add_parser("demo", help="the CPU demo: a tiny VLM learns colours through GRPO")
+    p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
+    p.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("train", "check", "sft", "eval"):
+        args.overrides = rest
+    elif args.command == "make-tiny":
+        args.options = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return args.fn(args)
+    except _user_errors() as exc:
+        print(f"mmr1 {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

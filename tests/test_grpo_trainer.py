@@ -1,0 +1,258 @@
+"""Trainer-level tests on a tiny Qwen2.5-VL: shared-prefix scoring, multi-process, resume, options."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmr1.config import build_config
+from mmr1.data.synthetic import make_shapes_rows
+from mmr1.grpo.trainer import GRPOTrainer
+from mmr1.models.adapters import QwenVLAdapter
+from mmr1.models.base import ModelAdapter
+from mmr1.templates import Template
+
+HELPER = Path(__file__).parent / "helpers" / "train_run.py"
+TEST_REWARDS = str(Path(__file__).parent / "helpers" / "test_rewards_plugin.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_vl(tmp_path_factory):
+    from mmr1.models.tiny import build_tiny_vlm
+
+    return str(build_tiny_vlm(tmp_path_factory.mktemp("vl") / "m", text_hidden=64, seed=3))
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    from mmr1.models.tiny import build_tiny_causal_lm
+
+    return str(build_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "m", hidden=64, layers=2, seed=3))
+
+
+def base_config(model, out, **over):
+    data = {
+        "model_name_or_path": model, "dataset": "shapes",
+        "dataset_kwargs": {"n": 64, "seed": 5, "image_size": 56}, "template": "demo",
+        "rewards": ["accuracy", "format", "vowel_share"], "plugins": [TEST_REWARDS], "num_generations": 4, "per_device_train_batch_size": 8,
+        "max_completion_length": 6, "max_steps": 2, "learning_rate": 5e-3, "seed": 11,
+        "output_dir": str(out), "disable_tqdm": True, "log_completions": False,
+    }
+    data.update(over)
+    return data
+
+
+def _vl(model_path):
+    proc = QwenVLAdapter.load_processor(model_path)
+    model = QwenVLAdapter.load_model(model_path, torch.float32)
+    adapter = QwenVLAdapter(proc)
+    adapter.bind(model)
+    return adapter, model
+
+
+def test_shared_prefix_matches_full_rows_logits_and_gradients(tiny_vl):
+    adapter, model = _vl(tiny_vl)
+    rows = make_shapes_rows(3, seed=1, image_size=56)
+    template = Template("t")
+    messages = [template.messages(r["problem"] + " please" * i, 1) for i, r in enumerate(rows)]
+    prompts = adapter.encode_prompts(messages, [r["image"] for r in rows])
+    assert len(set(prompts.attention_mask.sum(1).tolist())) == 3      # really different prompt lengths
+    index = torch.tensor([0, 0, 1, 2, 2, 2])
+    ids = torch.randint(0, 500, (6, 5))
+    mask = torch.ones_like(ids)
+    grads = []
+    for shared in (True, False):
+        model.zero_grad()
+        logits = adapter.completion_logits(model, prompts, index, ids, mask, shared_prefix=shared)
+        torch.log_softmax(logits, -1).gather(-1, ids[..., None]).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        if shared:
+            first = logits.detach()
+        else:
+            torch.testing.assert_close(first, logits.detach(), atol=1e-5, rtol=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    assert any("visual" in n for n in grads[0])                        # the vision tower gets gradients
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)
+    # each completion scored alone (no padding, no sharing) gives the same logits
+    for n in (0, 3):
+        p = int(index[n])
+        alone = adapter.encode_prompts([messages[p]], [rows[p]["image"]])
+        single = adapter.completion_logits(model, alone, torch.tensor([0]), ids[n:n + 1], mask[n:n + 1], False)
+        torch.testing.assert_close(single[0].detach(), first[n], atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prefix_matches_full_rows_causal_lm(tiny_lm):
+    proc = ModelAdapter.load_processor(tiny_lm)
+    model = ModelAdapter.load_model(tiny_lm, torch.float32)
+    adapter = ModelAdapter(proc)
+    messages = [Template("t").messages(q, 0) for q in ("one", "two three four five")]
+    prompts = adapter.encode_prompts(messages)
+    index = torch.tensor([1, 0, 1])
+    ids = torch.randint(0, 300, (3, 4))
+    a = adapter.completion_logits(model, prompts, index, ids, torch.ones_like(ids), shared_prefix=True)
+    b = adapter.completion_logits(model, prompts, index, ids, torch.ones_like(ids), shared_prefix=False)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_rollout_is_independent_of_batch_layout(tiny_vl):
+    """Per-completion random streams: the same completion samples the same tokens in any batch."""
+    from mmr1.rollout.base import SamplingParams
+    from mmr1.rollout.hf import HFRollout
+
+    adapter, model = _vl(tiny_vl)
+    rows = make_shapes_rows(2, seed=2, image_size=56)
+    messages = [Template("t").messages(r["problem"], 1) for r in rows]
+    prompts = adapter.encode_prompts(messages, [r["image"] for r in rows])
+    backend = HFRollout(adapter)
+    both = backend.generate(model, prompts, torch.tensor([0, 0, 1, 1]), SamplingParams(1.0, max_tokens=8, seeds=[7, 8, 9, 10]))
+    alone = adapter.encode_prompts(messages[1:], [rows[1]["image"]])
+    one = backend.generate(model, alone, torch.tensor([0]), SamplingParams(1.0, max_tokens=8, seeds=[9]))
+    width = one.completion_ids.shape[1]
+    assert torch.equal(both.completion_ids[2, :width], one.completion_ids[0])
+    assert both.texts[2] == one.texts[0]
+    assert not torch.equal(both.completion_ids[2], both.completion_ids[3])  # different seeds differ
+
+
+def _load(out):
+    return torch.load(Path(out) / "weights.pt"), json.loads((Path(out) / "rewards.json").read_text())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(config: dict, tmp_path, name, processes):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    if processes == 1:
+        cmd = [sys.executable, str(HELPER), str(path)]
+    else:
+        # CPU processes with gloo: torchrun starts them, accelerate joins them (ACCELERATE_USE_CPU)
+        env["ACCELERATE_USE_CPU"] = "1"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_port", str(_free_port()), str(HELPER), str(path)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_processes_equal_one_process_same_global_batch(tiny_vl, tmp_path):
+    one = base_config(tiny_vl, tmp_path / "one", per_device_train_batch_size=16, max_steps=3)
+    two = base_config(tiny_vl, tmp_path / "two", per_device_train_batch_size=8, max_steps=3)
+    _launch(one, tmp_path, "one", 1)
+    _launch(two, tmp_path, "two", 2)
+    w1, r1 = _load(tmp_path / "one")
+    w2, r2 = _load(tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "world.json").read_text()) == {"num_processes": 2}
+    assert r1 == pytest.approx(r2, abs=1e-6)
+    moved = 0
+    base = QwenVLAdapter.load_model(tiny_vl, torch.float32).state_dict()
+    for name in w1:
+        torch.testing.assert_close(w1[name], w2[name], atol=2e-5, rtol=1e-4)
+        moved += int(not torch.equal(w1[name], base[name]))
+    assert moved > 10                                                   # training really changed weights
+
+
+def test_resume_gives_the_same_weights(tiny_vl, tmp_path):
+    straight = base_config(tiny_vl, tmp_path / "straight", max_steps=4)
+    GRPOTrainer(build_config(straight)).train()
+    first = base_config(tiny_vl, tmp_path / "resumed", max_steps=4, save_steps=2)
+    trainer = GRPOTrainer(build_config(first))
+    trainer.total_steps = 2                                             # stop after the first checkpoint
+    trainer.train()
+    assert (tmp_path / "resumed" / "checkpoint-2").is_dir() or trainer.global_step == 2
+    if not (tmp_path / "resumed" / "checkpoint-2").is_dir():
+        trainer.save("checkpoint-2")
+    resumed = GRPOTrainer(build_config({**first, "resume_from_checkpoint": "latest"}))
+    assert resumed.total_steps == 4
+    resumed.train()
+    a = QwenVLAdapter.load_model(tmp_path / "straight" / "final", torch.float32).state_dict()
+    b = QwenVLAdapter.load_model(tmp_path / "resumed" / "final", torch.float32).state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)
+    metrics = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+
+
+def test_metrics_and_completion_logs(tiny_vl, tmp_path):
+    cfg = base_config(tiny_vl, tmp_path / "out", log_completions=True, num_completions_to_log=3)
+    GRPOTrainer(build_config(cfg)).train()
+    metrics = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 2
+    for key in ("reward", "reward_std", "rewards/accuracy", "rewards/format", "advantages/abs_mean", "loss",
+                "entropy", "clip_ratio/region_mean", "completion_length", "frac_reward_zero_std",
+                "time/rollout", "time/reward", "time/update", "learning_rate", "grad_norm"):
+        assert key in metrics[0], key
+    logged = [json.loads(x) for x in (tmp_path / "out" / "completions.jsonl").read_text().splitlines()]
+    assert len(logged) == 6 and set(logged[0]["rewards"]) == {"accuracy", "format", "vowel_share"}
+    assert (tmp_path / "out" / "final" / "config.json").is_file()
+
+
+def test_reward_exceptions_are_contained_and_counted(tiny_vl, tmp_path):
+    plugin = tmp_path / "bad.py"
+    plugin.write_text(
+        "from mmr1 import hookimpl\n"
+        "def flaky(completions, **kw):\n    raise RuntimeError('boom')\n"
+        "@hookimpl\ndef register_rewards(register):\n    register('flaky_test_reward', flaky)\n")
+    from mmr1.plugins import reset_plugin_manager
+
+    try:
+        cfg = base_config(tiny_vl, tmp_path / "out", rewards=["vowel_share", "flaky_test_reward"],
+                          plugins=[TEST_REWARDS, str(plugin)])
+        history = GRPOTrainer(build_config(cfg)).train()
+    finally:
+        reset_plugin_manager()
+    assert history[-1]["rewards/flaky_test_reward/failures"] == 2
+    assert history[-1]["rewards/vowel_share"] > 0                           # the other reward still counts
+
+
+@pytest.mark.parametrize("options", [
+    {"beta": 0.1, "kl_approximator": "k3"},
+    {"beta": 0.1, "kl_approximator": "fullkimi"},
+    {"num_iterations": 2, "steps_per_generation": 2, "gradient_accumulation_steps": 1, "loss_type": "grpo"},
+    {"importance_sampling_level": "sequence", "num_iterations": 2},
+    {"gradient_checkpointing": True, "loss_type": "bnpo"},
+])
+def test_training_options_run_and_update(tiny_vl, tmp_path, options):
+    cfg = base_config(tiny_vl, tmp_path / "out", **options)
+    trainer = GRPOTrainer(build_config(cfg))
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
+    history = trainer.train()
+    assert trainer.global_step == 2
+    assert any(not torch.equal(before[n], p) for n, p in trainer.policy.named_parameters())
+    if options.get("beta"):
+        assert "kl" in history[-1]
+    if options.get("num_iterations", 1) > 1:
+        assert "ratio_mean" in history[-1]
+
+
+def test_freeze_vision_tower_keeps_it_fixed(tiny_vl, tmp_path):
+    cfg = base_config(tiny_vl, tmp_path / "out", freeze_vision_tower=True)
+    trainer = GRPOTrainer(build_config(cfg))
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
+    trainer.train()
+    after = dict(trainer.policy.named_parameters())
+    vision = [n for n in before if ".visual." in f".{n}" and "merger" not in n]
+    assert vision
+    assert all(torch.equal(before[n], after[n]) for n in vision)
+    assert any(not torch.equal(before[n], after[n]) for n in before if n not in vision)
+
+
+def test_lora_trains_adapters_only(tiny_vl, tmp_path):
+    cfg = base_config(tiny_vl, tmp_path / "out", use_peft=True, lora_r=4, lora_target_modules=["q_proj", "v_proj"],
+                      beta=0.05)
+    trainer = GRPOTrainer(build_config(cfg))
+    trainable = [n for n, p in trainer.policy.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    history = trainer.train()
+    assert "kl" in history[-1]
+    assert (tmp_path / "out" / "final" / "config.json").is_file()
