@@ -86,6 +86,15 @@ class TrainConfig:
     entropy_weight: float = 0.0                # MMR1 entropy_reg: loss -= weight * entropy
     shared_prefix: bool = True                 # score a prompt once per group in training
     rollout_backend: str = "hf"
+    # -- text-to-image (SimpleAR) -------------------------------------------------------------
+    image_tokenizer: str | None = None         # "vq:path/to/folder" | "cosmos:path/to/jit-folder"
+    image_resolution: int = 256                # generated image size in pixels (a multiple of the tokenizer's factor)
+    rollout_cfg_scale: float = 1.0             # classifier-free guidance in rollouts (1 = off)
+    negative_prompt: str | None = None
+    prompt_prefix: str = "A photo of "
+    p_drop_cond: float = 0.1                   # SFT: drop the caption (CFG training)
+    sample_short: bool = True                  # SFT: pick the short caption half the time when both exist
+    model_max_length: int | None = None        # SFT: visual tokens + text budget
     # -- optimisation ------------------------------------------------------------------------
     learning_rate: float = 1e-6
     lr_scheduler_type: str = "constant"        # any transformers scheduler name

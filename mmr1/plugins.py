@@ -28,6 +28,7 @@ BUILTIN_PLUGINS = (
     "mmr1.models.adapters",
     "mmr1.rollout.hf",
     "mmr1.imagegen.tokenizers",
+    "mmr1.imagegen.plugin",
 )
 
 # hook name -> registry kind (used in messages)
