@@ -170,6 +170,10 @@ def cmd_sft(args) -> int:
     from mmr1.sft.vlm import warm_start
 
     config = load_config(args.config, args.overrides)
+    if config.model_adapter == "t2i":                      # SimpleAR pretrain / SFT on visual tokens
+        from mmr1.imagegen.cli import sft_t2i_main
+
+        return sft_t2i_main(config)
     prepared = prepare(config)
     adapter_cls = prepared.adapter_cls
     processor = adapter_cls.load_processor(config.model_name_or_path, config.min_pixels, config.max_pixels)
@@ -202,10 +206,33 @@ def cmd_make_tiny(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from mmr1.demo import run_vl_demo
+    import time
+    from pathlib import Path
 
-    summary = run_vl_demo(args.out, seed=args.seed, quick=args.quick)
-    return 0 if summary["accuracy_after"] >= summary["accuracy_before"] else 1
+    start, lines = time.perf_counter(), []
+    if args.only in (None, "vl"):
+        from mmr1.demo import run_vl_demo
+
+        s = run_vl_demo(Path(args.out) / "vl", seed=args.seed, quick=args.quick)
+        lines.append(f"vision-language: held-out accuracy {s['accuracy_before']:.3f} -> {s['accuracy_after']:.3f} "
+                     f"(format {s['format_after']:.2f}); plot {s['plot']}")
+    if args.only in (None, "t2i"):
+        from mmr1.imagegen.demo import run_t2i_demo
+
+        s = run_t2i_demo(Path(args.out) / "t2i", seed=args.seed, quick=args.quick)
+        lines.append(f"text-to-image: held-out colour fidelity {s['fidelity_before']:.3f} -> {s['fidelity_after']:.3f}, "
+                     f"shape accuracy {s['shape_before']:.3f} -> {s['shape_after']:.3f}; plot {s['plot']}")
+    print("\n== mmr1 demo summary ==\n" + "\n".join(lines) + f"\ntotal {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _delegate(name):
+    def run(args) -> int:
+        from mmr1.imagegen import cli as imagegen_cli
+
+        return getattr(imagegen_cli, name)(args.rest)
+
+    return run
 
 
 # -- entry point --------------------------------------------------------------------------------
@@ -239,11 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.set_defaults(fn=cmd_make_tiny)
 
-    p = sub.add_parser("demo", help="the CPU demo: a tiny VLM learns colours through GRPO")
+    p = sub.add_parser("demo", help="the CPU demos: a tiny VLM learns colours; a tiny text-to-image LM learns them too")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", choices=["vl", "t2i"], help="run one of the two demos")
     p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
     p.set_defaults(fn=cmd_demo)
+
+    for name, fn, text in (("tokenize", "tokenize_main", "extract visual tokens from {image_path, caption} JSON"),
+                           ("prepare-t2i", "prepare_main", "extend a causal LM with visual tokens"),
+                           ("generate", "generate_main", "sample images from a text-to-image model (CFG)")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.set_defaults(fn=_delegate(fn))
     return parser
 
 
@@ -254,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = rest
     elif args.command == "make-tiny":
         args.options = rest
+    elif args.command in ("tokenize", "prepare-t2i", "generate"):
+        args.rest = rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

@@ -171,7 +171,7 @@ def test_resume_gives_the_same_weights(tiny_vl, tmp_path):
     trainer.train()
     assert (tmp_path / "resumed" / "checkpoint-2").is_dir() or trainer.global_step == 2
     if not (tmp_path / "resumed" / "checkpoint-2").is_dir():
-        trainer.save("checkpoint-2")
+        trainer.save()
     resumed = GRPOTrainer(build_config({**first, "resume_from_checkpoint": "latest"}))
     assert resumed.total_steps == 4
     resumed.train()

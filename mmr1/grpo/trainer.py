@@ -6,6 +6,7 @@ checked in :func:`prepare` before any weights load.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -138,6 +139,8 @@ class GRPOTrainer:
         adapter_cls = self.prepared.adapter_cls
         processor = adapter_cls.load_processor(c.model_name_or_path, c.min_pixels, c.max_pixels)
         self.adapter = adapter_cls(processor, c.min_pixels, c.max_pixels)
+        if hasattr(self.adapter, "configure"):          # adapters that read config keys (t2i: prompt_prefix)
+            self.adapter.configure(c)
         model = adapter_cls.load_model(c.model_name_or_path, dtype, c.attn_implementation)
         self.kl_estimator = algo.resolve_kl_estimator(c.kl_approximator)
         self.full_kimi = c.kl_approximator == "fullkimi"
@@ -169,7 +172,7 @@ class GRPOTrainer:
                                   num_training_steps=self.total_steps)
         self.scorer, self.optimizer, self.scheduler = acc.prepare(PolicyScorer(model, self.adapter), optimizer, scheduler)
         self.processor = processor
-        self.backend = self.prepared.backend_cls(self.adapter, acc)
+        self.backend = self.prepared.backend_cls(self.adapter, acc, config=c)
         self.sampler = PromptSampler(len(self.dataset), c.seed)
         self.global_step, self.rollout_step = 0, 0
         self.output_dir = Path(c.output_dir)
@@ -219,8 +222,8 @@ class GRPOTrainer:
         return columns
 
     # -- one rollout ----------------------------------------------------------------------------
-    def rollout(self) -> dict:
-        """Generate, score and compute advantages for one rollout; returns the local buffer."""
+    def rollout(self) -> tuple[dict, dict]:
+        """Generate, score and compute advantages for one rollout; returns the local buffer and its stats."""
         c, acc, plan = self.config, self.accelerator, self.plan
         G = c.num_generations
         t0 = time.perf_counter()
@@ -337,7 +340,7 @@ class GRPOTrainer:
                 sl = self._micro_slice(s)
                 last = (s + 1) % ga == 0
                 t0 = time.perf_counter()
-                context = acc.no_sync(self.scorer) if not last and acc.num_processes > 1 else _null()
+                context = acc.no_sync(self.scorer) if not last and acc.num_processes > 1 else contextlib.nullcontext()
                 with context:
                     logits = self.scorer(buffer["prompts"], buffer["prompt_index"][sl], buffer["ids"][sl],
                                          buffer["mask"][sl], shared_prefix=self.shared_prefix)
@@ -368,7 +371,6 @@ class GRPOTrainer:
                     self.global_step += 1
                     logs[-1]["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
                     logs[-1]["learning_rate"] = self.scheduler.get_last_lr()[0]
-                    logs[-1]["_optimizer_step"] = True
                     if self.global_step >= self.total_steps:
                         return logs
         return logs
@@ -404,7 +406,7 @@ class GRPOTrainer:
             bar.update(self.global_step - bar.n)
             bar.set_postfix(reward=f"{stats['reward']:.3f}", s_per_step=f"{stats['time/step']:.2f}")
             if next_save is not None and self.global_step >= next_save and self.global_step < self.total_steps:
-                self.save(f"checkpoint-{self.global_step}")
+                self.save()
                 next_save = self._next_save()
         bar.close()
         self.save_final()
@@ -419,7 +421,7 @@ class GRPOTrainer:
         return {"global_step": self.global_step, "rollout_step": self.rollout_step,
                 "prompts_consumed": self.sampler.consumed, "total_steps": self.total_steps}
 
-    def save(self, name: str):
+    def save(self):
         """Checkpoints are taken at rollout boundaries, where the data position fully describes the state."""
         return save_checkpoint(self.accelerator, self.scorer, self.processor, self.state(), self.output_dir,
                                self.global_step, self.config.save_total_limit)
@@ -457,14 +459,6 @@ class GRPOTrainer:
                           "completion": text, "advantage": float(advantages[n]),
                           "rewards": {name: _nan_none(table[n, j].item()) for j, name in enumerate(self.rewards.names)}}
                 f.write(json.dumps(_jsonable(record)) + "\n")
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _nan_none(x):
