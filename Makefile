@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/mmr1 demo
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
 	$(PY) bench/vs_trl.py

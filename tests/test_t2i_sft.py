@@ -1,0 +1,75 @@
+"""SimpleAR pretrain / SFT (``run_t2i_sft``): the loss falls, checkpoints resume, the final folder loads."""
+
+import json
+
+import pytest
+import torch
+
+from mmr1.config import build_config
+from mmr1.imagegen.tiny import build_tiny_t2i
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return build_tiny_t2i(tmp_path_factory.mktemp("t2i-sft"), n_images=32, seed=4)
+
+
+def _config(setup, out, **over):
+    data = {"model_name_or_path": str(setup["model"]), "dataset": "t2i_meta", "dataset_path": str(setup["meta"]),
+            "per_device_train_batch_size": 8, "max_steps": 10, "learning_rate": 3e-3, "seed": 5,
+            "output_dir": str(out), "disable_tqdm": True, "p_drop_cond": 0.2}
+    data.update(over)
+    return build_config(data)
+
+
+def test_sft_lowers_the_loss_and_writes_a_loadable_t2i_folder(setup, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from mmr1.imagegen.plugin import T2IAdapter
+    from mmr1.imagegen.sampling import generate_image_tokens
+    from mmr1.sft.t2i import run_t2i_sft
+
+    summary = run_t2i_sft(_config(setup, tmp_path / "sft", save_steps=4, save_total_limit=1,
+                                  gradient_accumulation_steps=2, lr_scheduler_type="cosine", warmup_steps=2))
+    losses = summary["losses"]
+    assert summary["steps"] == 10 and len(losses) == 10
+    assert losses[-1] < losses[0] - 0.3
+    metrics = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 11))
+    # 2 micro-batches of 8 sequences, each 16 image tokens + <|eoi|> as targets
+    assert metrics[0]["target_tokens"] == 2 * 8 * 17
+    ckpts = sorted(p.name for p in (tmp_path / "sft").iterdir() if p.name.startswith("checkpoint-"))
+    assert ckpts == ["checkpoint-8"]                           # save_total_limit 1
+    final = tmp_path / "sft" / "final"
+    processor = T2IAdapter.load_processor(final)
+    assert processor.vocab.image_tokenizer == setup["image_tokenizer"]
+    model = AutoModelForCausalLM.from_pretrained(final)
+    out = generate_image_tokens(model, processor.vocab, ["a red circle"], 16, tokenizer=processor.tokenizer,
+                                generator=torch.Generator().manual_seed(0))
+    assert out.codes.shape == (1, 16)
+
+
+def test_sft_resume_continues_with_the_same_data_and_losses(setup, tmp_path):
+    from mmr1.sft.t2i import run_t2i_sft
+
+    full = run_t2i_sft(_config(setup, tmp_path / "a", max_steps=6))
+    run_t2i_sft(_config(setup, tmp_path / "b", max_steps=6, save_steps=3))
+    # pretend the run stopped after its checkpoint at step 3
+    resumed = run_t2i_sft(_config(setup, tmp_path / "b", max_steps=6,
+                                  resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-3")))
+    assert resumed["steps"] == 6
+    assert resumed["losses"] == pytest.approx(full["losses"][3:], rel=1e-4, abs=1e-5)
+
+
+def test_sft_entry_point_reports_user_errors(setup, tmp_path, capsys):
+    from mmr1.imagegen.cli import is_t2i_config, sft_t2i_main
+
+    bad = _config(setup, tmp_path / "x", model_name_or_path=str(tmp_path / "missing"))
+    assert sft_t2i_main(bad) == 2
+    assert "does not exist" in capsys.readouterr().err
+    tight = _config(setup, tmp_path / "y", model_max_length=10)
+    assert sft_t2i_main(tight) == 2
+    assert "model_max_length 10" in capsys.readouterr().err
+    assert is_t2i_config(_config(setup, tmp_path / "z"))
+    assert sft_t2i_main(_config(setup, tmp_path / "ok", max_steps=2)) == 0
+    assert (tmp_path / "ok" / "final" / "t2i.json").is_file()
