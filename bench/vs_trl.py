@@ -16,7 +16,9 @@ What is compared (CPU, random weights, everything built offline in a temporary f
   {"min_new_tokens": 64}`` (transformers' MinNewTokensLengthLogitsProcessor puts -inf on the eos ids for
   the first 64 tokens) with ``max_completion_length 64``. mmr1: its rollout ``SamplingParams`` has
   ``ignore_eos`` but the trainer has no config key for it, so this script wraps the trainer's
-  ``backend.generate`` and passes ``ignore_eos=True`` (bench only; nothing in mmr1 is changed);
+  ``backend.generate`` and passes ``ignore_eos=True``, plus a ``logits_hook`` that never samples
+  ``<|image_pad|>`` / ``<|video_pad|>`` (trl suppresses the image token too; see README) (bench only;
+  nothing in mmr1 is changed);
 - reward: one trivial function given to both (completion length in characters / 100);
 - timing: wall clock between the ends of consecutive optimizer steps (the first step is timed from the
   start of training), so a step includes sampling the prompts, generation, rewards and the update;
@@ -74,6 +76,17 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_now_mib() -> float:
+    """Current resident set size (VmRSS), MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
 
 
 def _set_threads(threads: int) -> None:
@@ -160,10 +173,20 @@ def run_mmr1(args) -> dict:
     trainer = GRPOTrainer(config)
 
     # The trainer has no config key for ignore_eos: force exactly max_completion_length tokens here.
+    # Also never sample <|image_pad|> / <|video_pad|> (trl suppresses the image token the same way): with
+    # full-row scoring mmr1 fails on a completion holding one ("Image features and image tokens do not
+    # match"), which a random model samples within a few steps.
     generate = trainer.backend.generate
+    tok = trainer.adapter.tokenizer
+    banned = [tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")]
+
+    def no_vision_pads(logits, t):
+        logits[:, banned] = float("-inf")
+        return logits
 
     def generate_ignoring_eos(model, prompts, prompt_index, sampling, *a, **k):
-        return generate(model, prompts, prompt_index, dataclasses.replace(sampling, ignore_eos=True), *a, **k)
+        return generate(model, prompts, prompt_index, dataclasses.replace(sampling, ignore_eos=True),
+                        logits_hook=no_vision_pads)
 
     trainer.backend.generate = generate_ignoring_eos
 
@@ -188,13 +211,14 @@ def run_mmr1(args) -> dict:
         return logs
 
     trainer.rollout, trainer.update = timed_rollout, timed_update
+    rss_start = rss_now_mib()
     start = time.perf_counter()
     trainer.train()
     n_params = sum(p.numel() for p in trainer.policy.parameters())
     return _summary("mmr1", step_ends[:total], start, args.warmup, {
         "completion_tokens_min_max": [min(lengths), max(lengths)], "prompt_tokens": max(prompt_lens),
         "prompt_ids": first_ids, "median_rollout_s": statistics.median(gen_times[args.warmup:total] or gen_times),
-        "parameters": n_params, "threads": torch.get_num_threads(),
+        "parameters": n_params, "threads": torch.get_num_threads(), "rss_at_train_start_mib": rss_start,
         "scoring": "full rows" if args.mmr1_full_rows else "shared prefix",
     })
 
@@ -231,9 +255,11 @@ def run_trl(args) -> dict:
     processor = load_processor(args.model)
 
     step_ends, lengths, prompt_lens, gen_times, first_ids, start = [], [], [], [], [], [0.0]
+    rss_start = [0.0]
 
     class Timer(TrainerCallback):
         def on_train_begin(self, *a, **k):
+            rss_start[0] = rss_now_mib()
             start[0] = time.perf_counter()
 
         def on_step_end(self, *a, **k):
@@ -260,7 +286,8 @@ def run_trl(args) -> dict:
     return _summary("trl", step_ends[:total], start[0], args.warmup, {
         "completion_tokens_min_max": [min(lengths), max(lengths)], "prompt_tokens": max(prompt_lens),
         "prompt_ids": first_ids, "median_rollout_s": statistics.median(gen_times[args.warmup:total] or gen_times),
-        "parameters": n_params, "threads": torch.get_num_threads(), "scoring": "full rows",
+        "parameters": n_params, "threads": torch.get_num_threads(), "rss_at_train_start_mib": rss_start[0],
+        "scoring": "full rows",
     })
 
 
@@ -361,13 +388,13 @@ def main(argv=None) -> int:
           f"{args.image_size} px images; 16 completions/step (8 per prompt) x {args.completion_length} tokens; "
           f"load average before/after {load_start[0]:.2f}/{meta['load_average_after'][0]:.2f}")
     print("| system | prompt tokens | completion tokens | s/step (median) | min | max | rollout s "
-          "| peak RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| RSS at start MiB | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         lo, hi = r["completion_tokens_min_max"]
         print(f"| {name} ({r['scoring']}) | {r['prompt_tokens']} | {lo}-{hi} | {r['median_s_per_step']:.3f} | "
               f"{r['min_s_per_step']:.3f} | {r['max_s_per_step']:.3f} | {r['median_rollout_s']:.3f} | "
-              f"{r['peak_rss_mib']:.0f} |")
+              f"{r['rss_at_train_start_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
     ratios = {}
     if "trl" in results and "mmr1" in results:
         ratios = {"time_trl_over_mmr1": results["trl"]["median_s_per_step"] / results["mmr1"]["median_s_per_step"],

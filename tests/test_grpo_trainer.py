@@ -256,3 +256,41 @@ def test_lora_trains_adapters_only(tiny_vl, tmp_path):
     history = trainer.train()
     assert "kl" in history[-1]
     assert (tmp_path / "out" / "final" / "config.json").is_file()
+
+
+def test_scoring_encodes_only_the_prompts_of_the_micro_batch(tiny_vl):
+    adapter, model = _vl(tiny_vl)
+    rows = make_shapes_rows(3, seed=4, image_size=56)
+    messages = [Template("t").messages(r["problem"], 1) for r in rows]
+    prompts = adapter.encode_prompts(messages, [r["image"] for r in rows])
+    seen = []
+    handle = model.model.visual.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    ids = torch.randint(0, 300, (2, 3))
+    try:
+        part = adapter.completion_logits(model, prompts, torch.tensor([2, 2]), ids, torch.ones_like(ids))
+    finally:
+        handle.remove()
+    patches_per_image = int(prompts.extra["image_grid_thw"][2].prod())
+    assert seen == [patches_per_image]                                  # one image through the vision tower
+    alone = adapter.encode_prompts(messages[2:], [rows[2]["image"]])
+    full = adapter.completion_logits(model, alone, torch.tensor([0, 0]), ids, torch.ones_like(ids))
+    torch.testing.assert_close(part, full, atol=1e-5, rtol=1e-5)
+
+
+def test_rollouts_never_sample_vision_placeholders(tiny_vl):
+    from mmr1.rollout.base import SamplingParams
+    from mmr1.rollout.hf import HFRollout
+
+    adapter, model = _vl(tiny_vl)
+    image_pad = model.config.image_token_id
+    assert image_pad in adapter.suppressed_token_ids
+    rows = make_shapes_rows(1, seed=6, image_size=56)
+    prompts = adapter.encode_prompts([Template("t").messages(rows[0]["problem"], 1)], [rows[0]["image"]])
+
+    def favour_image_pad(logits, step):
+        logits[:, image_pad] = 1e4                                     # the model "wants" the placeholder
+        return logits
+
+    out = HFRollout(adapter).generate(model, prompts, torch.zeros(4, dtype=torch.long),
+                                      SamplingParams(1.0, max_tokens=6, seeds=[1, 2, 3, 4]), logits_hook=favour_image_pad)
+    assert not torch.isin(out.completion_ids, torch.tensor(adapter.suppressed_token_ids)).any()

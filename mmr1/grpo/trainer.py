@@ -152,6 +152,9 @@ class GRPOTrainer:
         if c.use_peft:
             model = _apply_lora(model, c)
         self.shared_prefix = c.shared_prefix and not c.gradient_checkpointing
+        if c.shared_prefix and c.gradient_checkpointing:
+            log.warning("gradient_checkpointing disables the KV cache, so completions are scored as full "
+                        "prompt+completion rows (shared_prefix off): slower updates, less activation memory")
         if c.gradient_checkpointing:
             if hasattr(model, "activation_checkpointing_enable"):        # transformers >= 5.2x
                 model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -118,6 +118,10 @@ class ModelAdapter:
                           completion_ids: torch.Tensor, completion_mask: torch.Tensor,
                           shared_prefix: bool = True) -> torch.Tensor:
         """Logits (N, T, V) predicting each completion token; ``prompt_index[n]`` is completion n's prompt."""
+        used = torch.unique(prompt_index)                               # sorted
+        if used.numel() < prompts.num_prompts:                           # encode only this micro-batch's prompts
+            prompts = self.select(prompts, used)
+            prompt_index = torch.searchsorted(used, prompt_index)
         if shared_prefix:
             return self._shared_prefix_logits(model, prompts, prompt_index, completion_ids, completion_mask)
         return self._full_row_logits(model, prompts, prompt_index, completion_ids, completion_mask)
@@ -151,6 +155,20 @@ class ModelAdapter:
                        position_ids=torch.cat([prompt_positions, positions], -1),
                        logits_to_keep=completion_ids.shape[1] + 1, **extra).logits
         return logits[:, :-1, :]
+
+    def select(self, prompts: PromptBatch, keep: torch.Tensor) -> PromptBatch:
+        """The prompts ``keep`` (indices, in that order), with their images."""
+        rows = keep.tolist()
+        return PromptBatch(prompts.input_ids[keep], prompts.attention_mask[keep],
+                           None if prompts.position_ids is None else _index_positions(prompts.position_ids, keep),
+                           prompts.next_position[keep], self.expand_extra(prompts, keep),
+                           [prompts.texts[i] for i in rows] if prompts.texts else [],
+                           [prompts.image_counts[i] for i in rows] if prompts.image_counts else [])
+
+    @property
+    def suppressed_token_ids(self) -> list[int]:
+        """Tokens a rollout must never sample (e.g. image placeholders, which only the processor may place)."""
+        return []
 
     def expand_extra(self, prompts: PromptBatch, prompt_index: torch.Tensor) -> dict:
         """Model inputs other than ids for ``prompts`` repeated as ``prompt_index`` says."""

@@ -39,6 +39,13 @@ class QwenVLAdapter(ModelAdapter):
             kwargs["attn_implementation"] = attn_implementation
         return AutoModelForImageTextToText.from_pretrained(path, **kwargs)
 
+    @property
+    def suppressed_token_ids(self) -> list[int]:
+        """Vision placeholders and delimiters: a completion holding one would break image-feature scatter."""
+        names = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+        ids = [self.tokenizer.convert_tokens_to_ids(n) for n in names]
+        return sorted({i for i in ids if isinstance(i, int) and i != self.tokenizer.unk_token_id})
+
     def render(self, messages: list[dict]) -> str:
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

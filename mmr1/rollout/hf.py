@@ -42,6 +42,7 @@ class HFRollout(RolloutBackend):
         seeds = sampling.seeds if sampling.seeds is not None else list(range(n))
         generators = make_generators(seeds, device)
         eos = torch.tensor(adapter.eos_token_ids, device=device)
+        suppressed = torch.tensor(adapter.suppressed_token_ids, dtype=torch.long, device=device)
         pad = adapter.pad_token_id
         was_training = model.training
         model.eval()
@@ -57,6 +58,8 @@ class HFRollout(RolloutBackend):
                 for t in range(sampling.max_tokens):
                     if logits_hook is not None:
                         logits = logits_hook(logits, t)
+                    if suppressed.numel():
+                        logits[:, suppressed] = float("-inf")
                     if sampling.ignore_eos:
                         logits[:, eos] = float("-inf")
                     token = sample_tokens(logits, generators, sampling.temperature, sampling.top_k, sampling.top_p)
