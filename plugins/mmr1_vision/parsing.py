@@ -11,35 +11,16 @@ import json
 import math
 import re
 
-ANSWER_OPEN = "<answer>"
-ANSWER_CLOSE = "</answer>"
+from mmr1.parsing import ANSWER_CLOSE, ANSWER_OPEN, answer_block, as_text  # noqa: F401 - re-exported
+
 MAX_PARSE_CHARS = 200_000
-
-
-def as_text(completion) -> str:
-    """A completion as a string: strings as they are, ``None`` as ``""``, a trl-style conversation
-    (``[{"role": "assistant", "content": ...}]``) as the text of its last message."""
-    if isinstance(completion, str):
-        return completion
-    if completion is None:
-        return ""
-    if isinstance(completion, (list, tuple)) and completion and isinstance(completion[-1], dict):
-        content = completion[-1].get("content", "")
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return content if isinstance(content, str) else ""
-    return str(completion)
 
 
 def answer_region(text) -> str:
     """The contents of the last closed ``<answer>...</answer>`` block, else the whole text."""
     text = as_text(text)
-    end = text.rfind(ANSWER_CLOSE)
-    if end != -1:
-        start = text.rfind(ANSWER_OPEN, 0, end)
-        if start != -1:
-            return text[start + len(ANSWER_OPEN) : end]
-    return text
+    block = answer_block(text)
+    return text if block is None else block
 
 
 def column(values, n: int, name: str, reward: str) -> list:
