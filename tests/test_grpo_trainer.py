@@ -294,3 +294,11 @@ def test_rollouts_never_sample_vision_placeholders(tiny_vl):
     out = HFRollout(adapter).generate(model, prompts, torch.zeros(4, dtype=torch.long),
                                       SamplingParams(1.0, max_tokens=6, seeds=[1, 2, 3, 4]), logits_hook=favour_image_pad)
     assert not torch.isin(out.completion_ids, torch.tensor(adapter.suppressed_token_ids)).any()
+
+
+def test_repetition_penalty_matches_the_ctrl_rule():
+    from mmr1.rollout.sampling import apply_repetition_penalty
+
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    out = apply_repetition_penalty(logits, torch.tensor([[0, 1, 1]]), 2.0)
+    assert out.tolist() == [[1.0, -2.0, 0.5, 3.0]]                   # seen: 2/2, -1*2; unseen unchanged

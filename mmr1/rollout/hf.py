@@ -13,7 +13,7 @@ import torch
 
 from mmr1.hookspecs import hookimpl
 from mmr1.rollout.base import Rollout, RolloutBackend, SamplingParams
-from mmr1.rollout.sampling import make_generators, sample_tokens
+from mmr1.rollout.sampling import apply_repetition_penalty, make_generators, sample_tokens
 
 
 @contextlib.contextmanager
@@ -58,6 +58,8 @@ class HFRollout(RolloutBackend):
                 for t in range(sampling.max_tokens):
                     if logits_hook is not None:
                         logits = logits_hook(logits, t)
+                    if sampling.repetition_penalty != 1.0 and tokens:
+                        logits = apply_repetition_penalty(logits, torch.stack(tokens, 1), sampling.repetition_penalty)
                     if suppressed.numel():
                         logits[:, suppressed] = float("-inf")
                     if sampling.ignore_eos:

@@ -26,6 +26,17 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float =
     return logits
 
 
+def apply_repetition_penalty(logits: torch.Tensor, previous: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL-style penalty on tokens this completion already produced (``previous``: (N, t)).
+
+    Positive logits are divided by ``penalty``, negative ones multiplied, as in transformers; only the
+    completion's own tokens count (the prompt's are not penalised).
+    """
+    seen = torch.gather(logits, 1, previous)
+    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits.scatter(1, previous, seen)
+
+
 def make_generators(seeds: list[int], device) -> list[torch.Generator]:
     gens = []
     for seed in seeds:
