@@ -5,6 +5,9 @@
   reloads it identically).
 - :func:`build_tiny_clip`: a tiny random ``CLIPModel`` + ``CLIPProcessor`` folder (for the image
   reward plumbing; its scores mean nothing).
+- :func:`build_tiny_t2i`: everything a text-to-image test needs at once: a VQ image tokenizer
+  trained on synthetic shapes, a tiny LM prepared with its vocabulary, and extracted tokens with a
+  meta file.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["build_tiny_causal_lm", "build_tiny_clip", "train_tiny_bpe", "CORPUS_WORDS"]
+__all__ = ["build_tiny_causal_lm", "build_tiny_clip", "build_tiny_t2i", "train_tiny_bpe", "CORPUS_WORDS"]
 
 CORPUS_WORDS = (
     "a an the of on in with and photo image picture red green blue yellow purple orange cyan white "
@@ -139,3 +142,31 @@ def build_tiny_clip(out_dir, image_size: int = 32, patch_size: int = 8, hidden_s
     model.save_pretrained(out_dir)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
     return out_dir
+
+
+def build_tiny_t2i(out_dir, codebook_size: int = 16, patch: int = 8, image_size: int = 32, n_images: int = 48,
+                   hidden_size: int = 32, num_hidden_layers: int = 2, extract: bool = True, seed: int = 0) -> dict:
+    """A complete tiny text-to-image setup in ``out_dir`` (offline, a few seconds).
+
+    Returns ``{"model": prepared t2i folder, "vq": VQ folder, "image_tokenizer": "vq:<folder>",
+    "meta": meta JSON of the extracted tokens (None without ``extract``), "images": the shapes JSON}``.
+    """
+    from mmr1.imagegen.extract import extract_tokens, write_meta
+    from mmr1.imagegen.shapes import make_shapes, write_shapes_dataset
+    from mmr1.imagegen.tokenizers import VQTokenizer
+    from mmr1.imagegen.vocab import prepare_t2i
+
+    out_dir = Path(out_dir)
+    samples = make_shapes(n_images, seed=seed, size=image_size)
+    vq = VQTokenizer.train([x["image"] for x in samples], codebook_size=codebook_size, patch=patch, iters=5, seed=seed)
+    vq_dir = vq.save(out_dir / "vq")
+    spec = f"vq:{vq_dir}"
+    base = build_tiny_causal_lm(out_dir / "base", hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, seed=seed)
+    model = prepare_t2i(base, out_dir / "t2i", codebook_size=codebook_size, image_tokenizer=spec, overwrite=True)
+    result = {"model": model, "vq": vq_dir, "image_tokenizer": spec, "meta": None, "images": None}
+    if extract:
+        images = write_shapes_dataset(out_dir / "shapes", n_images, seed=seed, size=image_size)
+        extract_tokens(images, out_dir / "tokens", vq, resolution=image_size, progress=False)
+        write_meta(out_dir / "tokens", out_dir / "tokens" / "meta.json")
+        result.update(meta=out_dir / "tokens" / "meta.json", images=images)
+    return result
