@@ -335,3 +335,18 @@ def test_smart_resize_hw():
     assert smart_resize_hw(10, 10, 56 * 56, 28 * 28 * 1280) == (56, 56)
     h, w = smart_resize_hw(1000, 2000, 56 * 56, 200_000)
     assert h % 28 == 0 and w % 28 == 0 and h * w <= 200_000
+
+
+def test_make_tiny_t2i_has_decodable_visual_tokens(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mmr1.imagegen.vocab import T2IVocab
+
+    out = make_tiny("t2i", tmp_path / "t2i", extract=False)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    vocab = T2IVocab.load(out)
+    ids = [vocab.code_to_id(0), vocab.code_to_id(vocab.codebook_size - 1)]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    assert tokenizer(text, add_special_tokens=False)["input_ids"] == ids     # ids survive a text round trip
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.get_input_embeddings().weight.shape[0] >= vocab.code_to_id(vocab.codebook_size - 1) + 1

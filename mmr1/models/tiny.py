@@ -88,7 +88,7 @@ QWEN_VL_CHAT_TEMPLATE = (
     "{%- endif -%}"
 )
 
-TINY_KINDS = ("qwen2_5_vl", "qwen2_vl", "causal_lm")
+TINY_KINDS = ("qwen2_5_vl", "qwen2_vl", "causal_lm", "t2i")
 
 _COLOURS = [
     "red", "green", "blue", "yellow", "purple", "orange", "black", "white", "gray", "grey", "pink",
@@ -555,10 +555,19 @@ def _set_generation_defaults(model, eos: list[int], pad: int | None) -> None:
             setattr(gc, name, None)
 
 
+def _build_tiny_t2i(out_dir, **options) -> Path:
+    from mmr1.imagegen.tiny import build_tiny_t2i
+
+    built = build_tiny_t2i(out_dir, **options)
+    print(f"t2i model: {built['model']}; image tokenizer: {built['image_tokenizer']}")
+    return Path(built["model"])
+
+
 _BUILDERS = {
     "qwen2_5_vl": lambda out_dir, **o: build_tiny_vlm(out_dir, family="qwen2_5_vl", **o),
     "qwen2_vl": lambda out_dir, **o: build_tiny_vlm(out_dir, family="qwen2_vl", **o),
     "causal_lm": lambda out_dir, **o: build_tiny_causal_lm(out_dir, **o),
+    "t2i": _build_tiny_t2i,   # causal LM + visual-token vocabulary + a VQ image tokenizer
 }
 
 
