@@ -64,8 +64,9 @@ def run_vl_demo(out_dir: str | Path = "outputs/demo", seed: int = 0, grpo_steps:
     from mmr1.plugins import get_template
     from mmr1.sft.vlm import warm_start
 
-    # one thread per process: as fast as two on a quiet 2-core machine, far more robust on a busy one
-    torch.set_num_threads(int(os.environ.get("MMR1_DEMO_THREADS", "1")))
+    # MMR1_DEMO_THREADS=1 is more robust on a busy machine; the figures in the README used torch's default
+    if os.environ.get("MMR1_DEMO_THREADS"):
+        torch.set_num_threads(int(os.environ["MMR1_DEMO_THREADS"]))
     torch.manual_seed(seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
