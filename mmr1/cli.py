@@ -53,15 +53,13 @@ def cmd_check(args) -> int:
     from tqdm.auto import tqdm
 
     from mmr1.config import ConfigError, load_config
-    from mmr1.grpo.trainer import prepare
 
     problems: list[str] = []
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
-        print(f"config problems:\n  " + str(exc).replace("\n", "\n  "))
+        print("config problems:\n  " + str(exc).replace("\n", "\n  "))
         return 1
-    from mmr1.data import DataError
     from mmr1.grpo.batching import plan_batches
     from mmr1.grpo.rewards import build_rewards
     from mmr1.models.adapters import resolve_adapter
@@ -102,7 +100,6 @@ def cmd_check(args) -> int:
                                                                  disable=len(rows) < 200))
         problems += [f"{label}: {p}" for p in found]
         print(f"{label}: {len(dataset)} usable rows, {len(found)} problem(s)")
-    del prepare
     if problems:
         print(f"\n{len(problems)} problem(s):")
         for p in problems:
@@ -170,9 +167,9 @@ def cmd_sft(args) -> int:
     from mmr1.sft.vlm import warm_start
 
     config = load_config(args.config, args.overrides)
-    if config.model_adapter == "t2i":                      # SimpleAR pretrain / SFT on visual tokens
-        from mmr1.imagegen.cli import sft_t2i_main
+    from mmr1.imagegen.cli import is_t2i_config, sft_t2i_main
 
+    if is_t2i_config(config):                              # SimpleAR pretrain / SFT on visual tokens
         return sft_t2i_main(config)
     prepared = prepare(config)
     adapter_cls = prepared.adapter_cls

@@ -78,6 +78,6 @@ def register_image_tokenizers(register):
 def register_rollout_backends(register):
     """Register rollout (generation) backends: ``register(name, backend_cls)``.
 
-    ``backend_cls(config, adapter, accelerator)`` has ``generate(batch, sampling) -> Rollout``;
-    see :mod:`mmr1.rollout`.
+    ``backend_cls(adapter, accelerator, config=config)`` has
+    ``generate(model, prompts, prompt_index, sampling) -> Rollout``; see :mod:`mmr1.rollout`.
     """

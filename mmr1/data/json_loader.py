@@ -10,6 +10,35 @@ from mmr1.data.problems import DataProblem
 from mmr1.data.rows import normalize_row
 
 
+def read_raw_rows(file: Path, not_a_list: str) -> tuple[list[tuple[int, object]], list[DataProblem]]:
+    """``(row number, parsed value)`` pairs of a JSON list (0-based index) or JSONL file (1-based line).
+
+    Unparsable lines and a top-level value that is not a list become problems (``not_a_list`` says
+    what the file should hold); nothing is raised.
+    """
+    source = str(file)
+    text = file.read_text(encoding="utf-8")
+    problems: list[DataProblem] = []
+    raw_rows: list[tuple[int, object]] = []
+    suffix = file.suffix.lower()
+    if suffix == ".json" or (text.lstrip().startswith("[") and suffix != ".jsonl"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return [], [DataProblem(source, None, f"invalid JSON at line {exc.lineno}: {exc.msg}")]
+        if not isinstance(data, list):
+            return [], [DataProblem(source, None, not_a_list)]
+        return list(enumerate(data)), []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw_rows.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            problems.append(DataProblem(source, lineno, f"malformed JSON line: {exc.msg} (column {exc.colno})"))
+    return raw_rows, problems
+
+
 def load_json(path: str, columns: dict[str, str] | None = None, strict: bool = True, **_) -> RowDataset:
     """Rows from a JSON list or JSONL file; image paths are relative to the file's folder.
 
@@ -21,29 +50,8 @@ def load_json(path: str, columns: dict[str, str] | None = None, strict: bool = T
     source = str(file)
     if not file.is_file():
         raise FileNotFoundError(f"dataset file not found: {file} (dataset_path is relative to where you run mmr1)")
-    text = file.read_text(encoding="utf-8")
     base = file.resolve().parent
-    problems: list[DataProblem] = []
-    raw_rows: list[tuple[int, object]] = []
-    stripped = text.lstrip()
-    if file.suffix == ".json" or (stripped.startswith("[") and file.suffix != ".jsonl"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            data = None
-            problems.append(DataProblem(source, None, f"invalid JSON at line {exc.lineno}: {exc.msg}"))
-        if isinstance(data, list):
-            raw_rows = list(enumerate(data))
-        elif not problems:
-            problems.append(DataProblem(source, None, "a .json data file must hold a list of rows"))
-    else:
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                raw_rows.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                problems.append(DataProblem(source, lineno, f"malformed JSON line: {exc.msg} (column {exc.colno})"))
+    raw_rows, problems = read_raw_rows(file, "a .json data file must hold a list of rows")
     rows = []
     for index, raw in raw_rows:
         row, found = normalize_row(raw, source, index, base, columns)

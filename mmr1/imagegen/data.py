@@ -16,11 +16,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from mmr1.data.dataset import RowDataset
+from mmr1.data.json_loader import read_raw_rows
 from mmr1.data.problems import DataProblem
 
 __all__ = ["load_captions", "load_t2i_meta", "MetaRowDataset", "caption_text"]
@@ -71,31 +71,13 @@ def load_captions(path: str | None = None, strict: bool = True, limit: int | Non
     source = str(file)
     if not file.is_file():
         raise FileNotFoundError(f"captions file not found: {file} (dataset_path is relative to where you run mmr1)")
-    text = file.read_text(encoding="utf-8")
-    problems: list[DataProblem] = []
-    raw_rows: list[tuple[int, object]] = []
-    stripped = text.lstrip()
     if file.suffix.lower() == ".txt":
+        text = file.read_text(encoding="utf-8")
         raw_rows = [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    elif file.suffix.lower() == ".json" or (stripped.startswith("[") and file.suffix.lower() != ".jsonl"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            data = None
-            problems.append(DataProblem(source, None, f"invalid JSON at line {exc.lineno}: {exc.msg}"))
-        if isinstance(data, list):
-            raw_rows = list(enumerate(data))
-        elif not problems:
-            problems.append(DataProblem(source, None, "a .json captions file must hold a list of captions or "
-                                                      "{caption} objects"))
+        problems: list[DataProblem] = []
     else:
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                raw_rows.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                problems.append(DataProblem(source, lineno, f"malformed JSON line: {exc.msg} (column {exc.colno})"))
+        raw_rows, problems = read_raw_rows(
+            file, "a .json captions file must hold a list of captions or {caption} objects")
     rows = []
     for index, raw in raw_rows:
         row, problem = _caption_row(raw, source, index)

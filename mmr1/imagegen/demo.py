@@ -4,13 +4,14 @@
    over 4x4 patches, so 8x8 = 64 tokens an image), token extraction and a meta file, exactly as
    for a real data set (``mmr1 tokenize``);
 2. a tiny Qwen2-architecture LM (hidden 96, 3 layers) with the image vocabulary (``prepare_t2i``),
-   pre-trained (``run_t2i_sft``) on captions whose colour word is WRONG half the time: it draws
-   good shapes but follows the colour word only about half the time;
+   pre-trained (``run_t2i_sft``) on captions whose colour word is WRONG half the time, a consistent
+   mix-up (red <-> blue, green <-> yellow, like a mislabelled data set): it draws good shapes but
+   follows the colour word only about half the time;
 3. held-out colour fidelity (the reward) and shape accuracy (``shape_of``: is the shape the one
    asked for? a guard the reward never sees) before GRPO;
 4. GRPO (``GRPOTrainer``: adapter ``t2i``, rollout backend ``t2i``, ``captions`` data) with the
-   ``color_fidelity`` reward and a k3 KL to the pre-trained model (beta 0.1), which keeps the
-   shapes: without it the model learns to shrink and smear the shapes, a reward hack;
+   ``color_fidelity`` reward and a k3 KL to the pre-trained model (beta 0.04), which limits the
+   damage to the shapes: without it the model learns to shrink and smear them, a reward hack;
 5. the same figures after GRPO, a plot (reward curve, before/after bars) and sample grids.
 
 ``python -m mmr1.imagegen.demo [--out DIR] [--seed N] [--quick]``
@@ -36,7 +37,7 @@ CONFUSED = {"red": "blue", "blue": "red", "green": "yellow", "yellow": "green"}
 
 FULL = dict(n_images=4000, vq_codes=128, vq_patch=4, vq_iters=20, hidden=96, layers=3,
             sft_steps=1200, sft_batch=64, sft_lr=2e-3, wrong_colour=0.5, confusion="pairs",
-            grpo_steps=100, prompts_per_step=16, generations=8, grpo_lr=4e-4, beta=0.1,
+            grpo_steps=120, prompts_per_step=16, generations=8, grpo_lr=3e-4, beta=0.04,
             eval_per_caption=8)
 QUICK = dict(n_images=96, vq_codes=32, vq_patch=8, vq_iters=3, hidden=32, layers=1,
              sft_steps=4, sft_batch=16, sft_lr=2e-3, wrong_colour=0.5, confusion="pairs",
@@ -133,8 +134,11 @@ def _write_grid(images, captions, path: Path, per_caption: int) -> Path:
 def run_t2i_demo(out_dir: str | Path = "outputs/demo-t2i", seed: int = 0, quick: bool = False, **overrides) -> dict:
     """Run the text-to-image demo end to end (see the module doc); returns the figures it printed.
 
-    ``overrides`` replace demo settings (``sft_steps``, ``grpo_steps``, ``grpo_lr``, ``beta``, ...)
-    or, for unknown keys, are passed to the GRPO config.
+    ``overrides`` replace demo settings (``sft_steps``, ``grpo_steps``, ``grpo_lr``, ``beta``,
+    ``wrong_colour``, ``confusion`` = ``"pairs"`` | ``"random"``, ...; see ``FULL``) or, for unknown
+    keys, are passed to the GRPO config. With ``confusion="random"`` a wrong colour is any other
+    colour: the pre-trained model then learns the colour word's effect much more slowly (its fidelity
+    started at 0.41, 0.35 and 0.23 on three seeds) and GRPO does not always recover it in 100 steps.
     """
     from transformers import AutoModelForCausalLM
 

@@ -144,7 +144,6 @@ class ModelAdapter:
 
     def _full_row_logits(self, model, prompts, prompt_index, completion_ids, completion_mask):
         """Reference path: every completion as its own ``prompt + completion`` row."""
-        n_prompt = prompts.input_ids.shape[1]
         input_ids = torch.cat([prompts.input_ids[prompt_index], completion_ids], 1)
         attention = torch.cat([prompts.attention_mask[prompt_index], torch.ones_like(completion_ids)], 1)
         positions = self.completion_positions(prompts.next_position[prompt_index], completion_ids.shape[1],
