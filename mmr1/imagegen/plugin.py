@@ -29,7 +29,7 @@ import torch
 from mmr1.hookspecs import hookimpl
 from mmr1.models.base import ModelAdapter, PromptBatch
 from mmr1.rollout.base import Rollout, SamplingParams
-from mmr1.rollout.hf import HFRollout, gathered_for_generation
+from mmr1.rollout.hf import HFRollout, decode_shared_prefix, gathered_for_generation
 from mmr1.rollout.sampling import make_generators, sample_tokens
 
 __all__ = ["T2IProcessor", "T2IAdapter", "T2IRollout", "load_image_tokenizer_for", "image_grid_size"]
@@ -357,33 +357,19 @@ class T2IRollout(HFRollout):
         both = PromptBatch(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), mask.sum(-1), {})
         index = torch.cat([prompt_index, torch.full_like(prompt_index, p)])
         visual = vocab.visual_slice
-        was_training = model.training
-        model.eval()
-        codes = []
-        try:
-            with gathered_for_generation(model, self.accelerator):
-                out = adapter.prompt_forward(model, both, use_cache=True)
-                cache = out.past_key_values
-                cache.reorder_cache(index)
-                logits = out.logits[index, -1, :]
-                attention = both.attention_mask[index]
-                next_position = both.next_position[index]
-                for t in range(self.num_tokens):
-                    if logits_hook is not None:
-                        logits = logits_hook(logits, t)
-                    logp = torch.log_softmax(logits[:, visual].float(), dim=-1)
-                    scores = cfg_logits(logp[:n], logp[n:], self.cfg_scale)
-                    code = sample_tokens(scores, generators, sampling.temperature, sampling.top_k, sampling.top_p)
-                    codes.append(code)
-                    if t == self.num_tokens - 1:
-                        break
-                    token = (code + vocab.first_visual_id).repeat(2)
-                    attention = torch.cat([attention, torch.ones_like(attention[:, :1])], 1)
-                    position = adapter.completion_positions(next_position + t, 1, both.position_ids)
-                    logits = model(input_ids=token[:, None], attention_mask=attention, position_ids=position,
-                                   past_key_values=cache, use_cache=True).logits[:, -1, :]
-        finally:
-            model.train(was_training)
+        codes: list[torch.Tensor] = []
+
+        def next_token(logits, t):
+            if logits_hook is not None:
+                logits = logits_hook(logits, t)
+            logp = torch.log_softmax(logits[:, visual].float(), dim=-1)
+            scores = cfg_logits(logp[:n], logp[n:], self.cfg_scale)
+            code = sample_tokens(scores, generators, sampling.temperature, sampling.top_k, sampling.top_p)
+            codes.append(code)
+            return (code + vocab.first_visual_id).repeat(2), False     # the same token for cond and uncond rows
+
+        with gathered_for_generation(model, self.accelerator):
+            decode_shared_prefix(model, adapter, both, index, self.num_tokens, next_token)
         return torch.stack(codes, 1) + vocab.first_visual_id
 
 
