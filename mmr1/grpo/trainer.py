@@ -139,8 +139,7 @@ class GRPOTrainer:
         adapter_cls = self.prepared.adapter_cls
         processor = adapter_cls.load_processor(c.model_name_or_path, c.min_pixels, c.max_pixels)
         self.adapter = adapter_cls(processor, c.min_pixels, c.max_pixels)
-        if hasattr(self.adapter, "configure"):          # adapters that read config keys (t2i: prompt_prefix)
-            self.adapter.configure(c)
+        self.adapter.configure(c)
         model = adapter_cls.load_model(c.model_name_or_path, dtype, c.attn_implementation)
         self.kl_estimator = algo.resolve_kl_estimator(c.kl_approximator)
         self.full_kimi = c.kl_approximator == "fullkimi"

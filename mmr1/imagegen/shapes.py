@@ -130,10 +130,10 @@ def write_shapes_dataset(out_dir, n: int, seed: int = 0, size: int = 32, meta_na
 # ---------------------------------------------------------------------------------------------
 # rule-based shape classifier
 # ---------------------------------------------------------------------------------------------
-def foreground_mask(image: Image.Image, threshold: int = 48, max_side: int = 64) -> np.ndarray:
-    """Boolean mask of pixels that differ from the background (the median border colour).
-
-    Images larger than ``max_side`` are box-downsampled first.
+def split_foreground(image: Image.Image, threshold: int = 48, max_side: int = 64):
+    """``(pixels, mask, background)``: the RGB array (int16), the boolean mask of pixels that differ
+    from the background by more than ``threshold`` in some channel, and the background colour (the
+    median border colour). Images larger than ``max_side`` are box-downsampled first.
     """
     image = image.convert("RGB")
     if max(image.size) > max_side:
@@ -142,7 +142,12 @@ def foreground_mask(image: Image.Image, threshold: int = 48, max_side: int = 64)
     a = np.asarray(image, dtype=np.int16)
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     background = np.median(border, axis=0)
-    return np.abs(a - background).max(axis=-1) > threshold
+    return a, np.abs(a - background).max(axis=-1) > threshold, background
+
+
+def foreground_mask(image: Image.Image, threshold: int = 48, max_side: int = 64) -> np.ndarray:
+    """Boolean mask of pixels that differ from the background (see :func:`split_foreground`)."""
+    return split_foreground(image, threshold, max_side)[1]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

@@ -100,6 +100,9 @@ class ModelAdapter:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return PromptBatch(input_ids, mask, positions, mask.sum(-1), {}, texts)
 
+    def configure(self, config) -> None:
+        """Read the config keys this adapter cares about (e.g. t2i's ``prompt_prefix``); none by default."""
+
     def bind(self, model) -> None:
         """Called with the unwrapped model once it is loaded (adapters needing model state override it)."""
 

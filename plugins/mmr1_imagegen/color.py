@@ -8,6 +8,8 @@ import re
 import numpy as np
 from PIL import Image
 
+from mmr1.imagegen.shapes import split_foreground
+
 # Names the reward understands, with synonyms mapped to a palette name.
 PALETTE = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown", "white", "gray", "black")
 SYNONYMS = {
@@ -58,14 +60,8 @@ def color_histogram(image: Image.Image, threshold: int = 48, max_side: int = 64)
     The background is the median colour of the border pixels; foreground pixels differ from it by
     more than ``threshold`` in some channel. With no foreground pixel the histogram is empty.
     """
-    image = image.convert("RGB")
-    if max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BOX)
-    a = np.asarray(image, dtype=np.int16)
-    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    background = np.median(border, axis=0)
-    fg = a[np.abs(a - background).max(axis=-1) > threshold]
+    a, mask, background = split_foreground(image, threshold, max_side)
+    fg = a[mask]
     counts: dict[str, int] = {}
     if len(fg):
         colours, n = np.unique(fg.reshape(-1, 3), axis=0, return_counts=True)
