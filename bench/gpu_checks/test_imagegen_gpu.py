@@ -86,7 +86,7 @@ def test_clip_rewards_on_gpu(tmp_path):
     images, captions = [s["image"] for s in samples], [s["caption"] for s in samples]
     cpu = ClipScore(model=str(clip), device="cpu")([""] * 6, generated_images=images, caption=captions)
     reward = ClipScore(model=str(clip), batch_size=4)  # default device: this process's GPU
-    assert next(reward.model.parameters()).device.type == "cuda"
+    assert next(reward.encoder.model.parameters()).device.type == "cuda"
     assert reward([""] * 6, generated_images=images, caption=captions) == pytest.approx(cpu, abs=1e-3)
     scores = PickScore(model=str(clip), dtype="bfloat16")([""] * 6, generated_images=images, caption=captions)
     assert len(scores) == 6 and all(isinstance(s, float) for s in scores)
