@@ -150,9 +150,12 @@ def cmd_eval(args) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = adapter_cls.load_model(model_path, None).to(device).eval()
     adapter.bind(model)
+    backend = prepared.backend_cls(adapter, None, config=config)   # the config's rollout backend (hf, t2i, ...)
+    image_dir = args.images or (f"{args.output}.images" if args.output else None)
     result = evaluate(adapter, model, list(rows), prepared.template, RewardRunner(prepared.rewards),
                       max_new_tokens=config.max_completion_length, batch_size=args.batch_size,
-                      temperature=args.temperature, progress=lambda it: tqdm(it, desc="eval"))
+                      temperature=args.temperature, progress=lambda it: tqdm(it, desc="eval"), backend=backend,
+                      image_dir=image_dir)
     print(json.dumps(result["means"], indent=2))
     if args.output:
         with open(args.output, "w") as f:
@@ -256,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batch-size", type=int, default=16, dest="batch_size")
             p.add_argument("--temperature", type=float, default=0.0)
             p.add_argument("--output", help="write per-sample records as JSONL")
+            p.add_argument("--images", help="folder for generated images (text-to-image; default: OUTPUT.images)")
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("make-tiny", help="build a tiny random-weight model (offline)")

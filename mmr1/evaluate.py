@@ -1,8 +1,13 @@
-"""Evaluation: greedy (or sampled) completions on a data set, scored by rewards."""
+"""Evaluation: greedy (or sampled) completions on a data set, scored by rewards.
+
+The completions come from a rollout backend (``hf`` by default; ``t2i`` for text-to-image models,
+whose ``generated_images`` reach the rewards as in training and can be written to disk).
+"""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -14,10 +19,18 @@ from mmr1.rollout.hf import HFRollout
 
 @torch.no_grad()
 def evaluate(adapter, model, rows, template, runner: RewardRunner, max_new_tokens: int = 32,
-             batch_size: int = 16, temperature: float = 0.0, device=None, progress=None) -> dict:
-    """Mean of each reward over ``rows`` (one completion per row); returns means and the completions."""
+             batch_size: int = 16, temperature: float = 0.0, device=None, progress=None, backend=None,
+             image_dir: str | Path | None = None) -> dict:
+    """Mean of each reward over ``rows`` (one completion per row); returns means and the completions.
+
+    ``backend`` is a rollout backend instance (default: the ``hf`` one). Images a backend returns
+    (``generated_images``) are scored and, with ``image_dir``, saved as ``NNNNNN.png`` with their
+    path in the record.
+    """
     device = device or next(model.parameters()).device
-    backend = HFRollout(adapter)
+    backend = backend or HFRollout(adapter)
+    if image_dir is not None:
+        Path(image_dir).mkdir(parents=True, exist_ok=True)
     sums = [0.0] * len(runner.names)
     counts = [0] * len(runner.names)
     records = []
@@ -33,13 +46,20 @@ def evaluate(adapter, model, rows, template, runner: RewardRunner, max_new_token
         columns = {"prompts": messages, "images": images}
         for key in {k for r in chunk for k in r if k not in ("image", "_source")}:
             columns[key] = [r.get(key) for r in chunk]
+        columns.update(out.extras)
         table = runner(out.texts, **columns)
-        for row, text, scores in zip(chunk, out.texts, table):
+        generated = out.extras.get("generated_images")
+        for i, (row, text, scores) in enumerate(zip(chunk, out.texts, table)):
             for j, v in enumerate(scores):
                 if not math.isnan(v):
                     sums[j] += v
                     counts[j] += 1
-            records.append({"problem": row["problem"], "solution": row.get("solution"), "completion": text,
-                            "rewards": dict(zip(runner.names, scores))})
+            record = {"problem": row["problem"], "solution": row.get("solution"), "completion": text,
+                      "rewards": dict(zip(runner.names, scores))}
+            if generated is not None and image_dir is not None and generated[i] is not None:
+                path = Path(image_dir) / f"{start + i:06d}.png"
+                generated[i].save(path)
+                record["image"] = str(path)
+            records.append(record)
     means = {name: (sums[j] / counts[j] if counts[j] else float("nan")) for j, name in enumerate(runner.names)}
     return {"means": means, "records": records}
