@@ -51,3 +51,15 @@ def tiny_vl_model(tmp_path_factory):
     from mmr1.models.tiny import build_tiny_vlm
 
     return str(build_tiny_vlm(tmp_path_factory.mktemp("recipe") / "m"))
+
+
+def test_t2i_demo_config_matches_the_demo_settings():
+    """configs/t2i_demo.yaml re-runs the demo's GRPO half: its keys must be the demo's own."""
+    from mmr1.imagegen.demo import FULL
+
+    config = load_config(ROOT / "local_scripts/train/configs/t2i_demo.yaml")
+    assert config.beta == FULL["beta"]
+    assert config.learning_rate == FULL["grpo_lr"]
+    assert config.max_steps == FULL["grpo_steps"]
+    assert config.num_generations == FULL["generations"]
+    assert config.per_device_train_batch_size == FULL["prompts_per_step"] * FULL["generations"]

@@ -10,8 +10,8 @@
 3. held-out colour fidelity (the reward) and shape accuracy (``shape_of``: is the shape the one
    asked for? a guard the reward never sees) before GRPO;
 4. GRPO (``GRPOTrainer``: adapter ``t2i``, rollout backend ``t2i``, ``captions`` data) with the
-   ``color_fidelity`` reward and a k3 KL to the pre-trained model (beta 0.04), which limits the
-   damage to the shapes: without it the model learns to shrink and smear them, a reward hack;
+   ``color_fidelity`` reward and a k3 KL to the pre-trained model (beta 0.2), which keeps the
+   shapes: without it the model learns to shrink and smear them, a reward hack;
 5. the same figures after GRPO, a plot (reward curve, before/after bars) and sample grids.
 
 ``python -m mmr1.imagegen.demo [--out DIR] [--seed N] [--quick]``
@@ -37,7 +37,7 @@ CONFUSED = {"red": "blue", "blue": "red", "green": "yellow", "yellow": "green"}
 
 FULL = dict(n_images=4000, vq_codes=128, vq_patch=4, vq_iters=20, hidden=96, layers=3,
             sft_steps=1200, sft_batch=64, sft_lr=2e-3, wrong_colour=0.5, confusion="pairs",
-            grpo_steps=120, prompts_per_step=16, generations=8, grpo_lr=3e-4, beta=0.04,
+            grpo_steps=200, prompts_per_step=16, generations=8, grpo_lr=4e-4, beta=0.2,
             eval_per_caption=8)
 QUICK = dict(n_images=96, vq_codes=32, vq_patch=8, vq_iters=3, hidden=32, layers=1,
              sft_steps=4, sft_batch=16, sft_lr=2e-3, wrong_colour=0.5, confusion="pairs",
