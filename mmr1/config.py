@@ -61,6 +61,7 @@ class TrainConfig:
     # -- GRPO --------------------------------------------------------------------------------
     num_generations: int = 8                   # G completions per prompt
     per_device_train_batch_size: int = 8       # completions per device per micro-step (MMR1 mini-batch)
+    dataloader_num_workers: int = 0            # SFT data-loading worker processes (0: in the main process)
     gradient_accumulation_steps: int = 1
     steps_per_generation: int | None = None    # micro-steps served by one rollout; default = gradient_accumulation_steps
     num_iterations: int = 1                    # optimizer passes over one rollout (mu)
@@ -277,6 +278,8 @@ def validate(c: TrainConfig, where: str = "config") -> list[str]:
     for key in positive:
         if getattr(c, key) < 1:
             p.append(f"{where}: {key} must be at least 1, got {getattr(c, key)}")
+    if c.dataloader_num_workers < 0:
+        p.append(f"{where}: dataloader_num_workers must be 0 or more, got {c.dataloader_num_workers}")
     if c.num_generations < 2:
         p.append(f"{where}: num_generations must be at least 2 (GRPO compares completions of one prompt)")
     if c.reward_weights is not None and len(c.reward_weights) != len(c.rewards):

@@ -240,8 +240,9 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     dataset[0]  # a bad length budget or an unreadable first row fails here, before any weights load
     per_device = int(c.per_device_train_batch_size)
     drop_last = len(dataset) >= per_device * acc.num_processes
+    # Workers are re-created each epoch (not persistent), so they see the epoch's order (set_epoch).
     loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, shuffle=False, drop_last=drop_last,
-                                         collate_fn=_Collate(pad_id))
+                                         collate_fn=_Collate(pad_id), num_workers=int(c.dataloader_num_workers))
 
     kwargs = {"dtype": weight_dtype}
     if c.attn_implementation:
