@@ -197,6 +197,19 @@ def test_metrics_and_completion_logs(tiny_vl, tmp_path):
     assert (tmp_path / "out" / "final" / "config.json").is_file()
 
 
+def test_tensorboard_tracker_gets_the_metrics(tiny_vl, tmp_path):
+    cfg = base_config(tiny_vl, tmp_path / "out", report_to="tensorboard", run_name="tb-run")
+    GRPOTrainer(build_config(cfg)).train()
+    metrics = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    sys.path.insert(0, str(HELPER.parent))
+    from tensorboard_events import tensorboard_scalars
+
+    scalars = tensorboard_scalars(tmp_path / "out" / "tb-run")
+    for tag in ("reward", "rewards/accuracy", "loss", "learning_rate"):
+        assert [step for step, _ in scalars[tag]] == [1, 2], tag
+        assert [v for _, v in scalars[tag]] == pytest.approx([m[tag] for m in metrics], rel=1e-5, abs=1e-6), tag
+
+
 def test_reward_exceptions_are_contained_and_counted(tiny_vl, tmp_path):
     plugin = tmp_path / "bad.py"
     plugin.write_text(

@@ -103,3 +103,18 @@ def test_sft_with_dataloader_workers_sees_the_same_batches(setup, tmp_path, monk
 def test_negative_dataloader_workers_is_a_config_error(setup, tmp_path):
     with pytest.raises(ValueError, match="dataloader_num_workers must be 0 or more"):
         _config(setup, tmp_path, dataloader_num_workers=-1)
+
+
+def test_sft_logs_to_tensorboard(setup, tmp_path):
+    import sys
+    from pathlib import Path
+
+    from mmr1.sft.t2i import run_t2i_sft
+
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from tensorboard_events import tensorboard_scalars
+
+    summary = run_t2i_sft(_config(setup, tmp_path / "sft", max_steps=4, report_to="tensorboard", run_name="tb"))
+    scalars = tensorboard_scalars(tmp_path / "sft" / "tb")
+    assert [step for step, _ in scalars["loss"]] == [1, 2, 3, 4]
+    assert [v for _, v in scalars["loss"]] == pytest.approx(summary["losses"], rel=1e-5)
