@@ -20,6 +20,16 @@ def test_quick_demo_completes_and_writes_its_plot(tmp_path):
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["quick"] is True
 
 
+def test_demo_command_line_overrides_beta_and_steps(tmp_path):
+    from mmr1.imagegen.demo import main
+
+    main(["--quick", "--out", str(tmp_path / "d"), "--beta", "0", "--grpo-steps", "3"])
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["settings"]["beta"] == 0.0 and summary["settings"]["grpo_steps"] == 3
+    metrics = (tmp_path / "d" / "grpo" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 3
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     return build_tiny_t2i(tmp_path_factory.mktemp("t2i-cli"), extract=False, seed=6)

@@ -14,7 +14,7 @@
    shapes: without it the model learns to shrink and smear them, a reward hack;
 5. the same figures after GRPO, a plot (reward curve, before/after bars) and sample grids.
 
-``python -m mmr1.imagegen.demo [--out DIR] [--seed N] [--quick]``
+``python -m mmr1.imagegen.demo [--out DIR] [--seed N] [--quick] [--beta B] [--grpo-steps N]``
 """
 
 from __future__ import annotations
@@ -276,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="outputs/demo-t2i")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a few steps of each phase (smoke test)")
+    p.add_argument("--beta", type=float, help=f"KL weight (default {FULL['beta']}; 0 shows the reward hack)")
+    p.add_argument("--grpo-steps", type=int, dest="grpo_steps", help=f"GRPO steps (default {FULL['grpo_steps']})")
     args = p.parse_args(argv)
-    summary = run_t2i_demo(args.out, seed=args.seed, quick=args.quick)
+    overrides = {k: v for k, v in (("beta", args.beta), ("grpo_steps", args.grpo_steps)) if v is not None}
+    summary = run_t2i_demo(args.out, seed=args.seed, quick=args.quick, **overrides)
     return 0 if summary["fidelity_after"] >= summary["fidelity_before"] else 1
 
 
