@@ -132,6 +132,10 @@ def test_aesthetic_head_on_open_clip(tiny, images, tmp_path):
         emb = model.eval().encode_image(torch.stack([preprocess(im) for im in images]), normalize=True)
         expected = head(emb).reshape(-1)
     assert torch.allclose(torch.tensor(reward(["" for _ in images], generated_images=images)), expected, atol=1e-5)
+    # a head trained on another embedding size is refused by name
+    torch.save(torch.nn.Linear(8, 1).state_dict(), tmp_path / "head8.pth")
+    with pytest.raises(ValueError, match="expects 8-d embeddings but the CLIP model gives 16-d"):
+        get_reward("aesthetic")(arch=str(tiny["arch"]), checkpoint=str(tiny["plain"]), head=str(tmp_path / "head8.pth"))
 
 
 def test_open_clip_errors_name_the_option(tiny, tmp_path):

@@ -185,7 +185,7 @@ class Aesthetic(_ClipReward):
         super().__init__(model=model, processor=processor, batch_size=batch_size, device=device, dtype=dtype,
                          scale=scale, arch=arch, checkpoint=checkpoint, weights_only=weights_only)
         dim = self.encoder.embed_dim
-        if self.head.in_features != dim:
+        if dim is not None and self.head.in_features != dim:
             raise ValueError(
                 f"the 'aesthetic' reward: head {head!r} expects {self.head.in_features}-d embeddings but the CLIP "
                 f"model gives {dim}-d ones: use the CLIP model the head was trained on (ViT-L/14 for LAION's)"

@@ -179,6 +179,15 @@ def resolve_open_clip_arch(arch: str, reward: str) -> str:
     return arch
 
 
+def _open_clip_embed_dim(model, open_clip, name: str) -> int | None:
+    """The joint embedding size: the vision tower's output, else the architecture's ``embed_dim``."""
+    dim = getattr(getattr(model, "visual", None), "output_dim", None)
+    if dim is None:
+        cfg = open_clip.get_model_config(name) if not name.startswith(("local-dir:", "hf-hub:")) else None
+        dim = (cfg or {}).get("embed_dim")
+    return int(dim) if dim is not None else None
+
+
 class OpenClip(_Encoder):
     """An open_clip model built from ``arch`` with weights from the local file ``checkpoint``."""
 
@@ -203,8 +212,7 @@ class OpenClip(_Encoder):
         self.model.requires_grad_(False)
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(name)
-        self.embed_dim = int(self.model.text_projection.shape[-1]) if getattr(self.model, "text_projection", None) is not None \
-            else int(open_clip.get_model_config(name)["embed_dim"])
+        self.embed_dim = _open_clip_embed_dim(self.model, open_clip, name)
 
     def _encode_images(self, images):
         pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device, self.dtype)
