@@ -162,6 +162,46 @@ def test_two_processes_equal_one_process_same_global_batch(tiny_vl, tmp_path):
     assert moved > 10                                                   # training really changed weights
 
 
+def test_text_to_image_two_processes_equal_one_process(tmp_path):
+    """The t2i backend under torchrun: rollouts, decoded images and rewards split over 2 processes give
+    the same rewards and weights as 1 process with the same global batch."""
+    from mmr1.imagegen.plugin import T2IAdapter
+    from mmr1.imagegen.tiny import build_tiny_t2i
+
+    setup = build_tiny_t2i(tmp_path / "t2i", extract=False, seed=2)
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps([f"a {c} {s}" for c in ("red", "green", "blue", "yellow") for s in ("circle", "square")]))
+    plugin = tmp_path / "brightness.py"   # a dense image reward, so every group has an advantage
+    plugin.write_text(
+        "from mmr1 import hookimpl\n"
+        "def brightness(completions, *, generated_images, **kw):\n"
+        "    return [sum(im.convert('L').getdata()) / (255.0 * im.width * im.height) for im in generated_images]\n"
+        "@hookimpl\n"
+        "def register_rewards(register):\n"
+        "    register('test_brightness', brightness)\n")
+
+    def config(out, per_device):
+        return {"model_name_or_path": str(setup["model"]), "model_adapter": "t2i", "rollout_backend": "t2i",
+                "dataset": "captions", "dataset_path": str(captions), "template": "default",
+                "rewards": ["test_brightness", "color_fidelity"], "plugins": [str(plugin)], "image_resolution": 32,
+                "num_generations": 4, "per_device_train_batch_size": per_device, "max_completion_length": 16,
+                "max_steps": 2, "beta": 0.04, "learning_rate": 5e-3, "seed": 7, "output_dir": str(tmp_path / out),
+                "disable_tqdm": True, "log_completions": False}
+
+    _launch(config("one", 16), tmp_path, "t2i-one", 1)
+    _launch(config("two", 8), tmp_path, "t2i-two", 2)
+    w1, r1 = _load(tmp_path / "one")
+    w2, r2 = _load(tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "world.json").read_text()) == {"num_processes": 2}
+    assert r1 == pytest.approx(r2, abs=1e-6)
+    base = T2IAdapter.load_model(str(setup["model"]), torch.float32).state_dict()
+    moved = 0
+    for name in w1:
+        torch.testing.assert_close(w1[name], w2[name], atol=2e-5, rtol=1e-4)
+        moved += int(not torch.equal(w1[name], base[name]))
+    assert moved > 5
+
+
 def test_resume_gives_the_same_weights(tiny_vl, tmp_path):
     straight = base_config(tiny_vl, tmp_path / "straight", max_steps=4)
     GRPOTrainer(build_config(straight)).train()

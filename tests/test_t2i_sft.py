@@ -118,3 +118,46 @@ def test_sft_logs_to_tensorboard(setup, tmp_path):
     scalars = tensorboard_scalars(tmp_path / "sft" / "tb")
     assert [step for step, _ in scalars["loss"]] == [1, 2, 3, 4]
     assert [v for _, v in scalars["loss"]] == pytest.approx(summary["losses"], rel=1e-5)
+
+
+def test_sft_two_processes_equal_one_process(setup, tmp_path):
+    """Under torchrun, 2 processes x 4 sequences train exactly like 1 process x 8 (same global batch)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    helper = Path(__file__).parent / "helpers" / "sft_run.py"
+
+    def launch(name, per_device, processes):
+        cfg = tmp_path / f"{name}.json"
+        data = {"model_name_or_path": str(setup["model"]), "dataset": "t2i_meta", "dataset_path": str(setup["meta"]),
+                "per_device_train_batch_size": per_device, "max_steps": 6, "learning_rate": 3e-3, "seed": 5,
+                "output_dir": str(tmp_path / name), "disable_tqdm": True, "p_drop_cond": 0.2}
+        cfg.write_text(json.dumps(data))
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, str(helper), str(cfg)]
+        if processes > 1:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            env["ACCELERATE_USE_CPU"] = "1"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+                   "--master_port", str(port), str(helper), str(cfg)]
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        weights = {}
+        for f in sorted((tmp_path / name / "final").glob("*.safetensors")):
+            weights.update(load_file(str(f)))
+        return json.loads((tmp_path / name / "losses.json").read_text()), weights
+
+    losses1, w1 = launch("one", 8, 1)
+    losses2, w2 = launch("two", 4, 2)
+    assert len(losses1) == 6 and losses1[-1] < losses1[0]
+    assert losses2 == pytest.approx(losses1, rel=1e-4, abs=1e-5)
+    assert w1.keys() == w2.keys()
+    for name in w1:
+        torch.testing.assert_close(w1[name], w2[name], atol=2e-5, rtol=1e-4)
