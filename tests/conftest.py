@@ -1,4 +1,9 @@
 import os
+import sys
+from pathlib import Path
+
+# test helpers (launching, tensorboard_events, ...) import as plain modules
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

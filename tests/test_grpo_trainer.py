@@ -1,13 +1,12 @@
 """Trainer-level tests on a tiny Qwen2.5-VL: shared-prefix scoring, multi-process, resume, options."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from launching import run_processes
 
 from mmr1.config import build_config
 from mmr1.data.synthetic import make_shapes_rows
@@ -122,27 +121,10 @@ def _load(out):
     return torch.load(Path(out) / "weights.pt"), json.loads((Path(out) / "rewards.json").read_text())
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(config: dict, tmp_path, name, processes):
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(config))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    if processes == 1:
-        cmd = [sys.executable, str(HELPER), str(path)]
-    else:
-        # CPU processes with gloo: torchrun starts them, accelerate joins them (ACCELERATE_USE_CPU)
-        env["ACCELERATE_USE_CPU"] = "1"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_port", str(_free_port()), str(HELPER), str(path)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_processes([str(HELPER), str(path)], processes)
 
 
 def test_two_processes_equal_one_process_same_global_batch(tiny_vl, tmp_path):
@@ -241,7 +223,6 @@ def test_tensorboard_tracker_gets_the_metrics(tiny_vl, tmp_path):
     cfg = base_config(tiny_vl, tmp_path / "out", report_to="tensorboard", run_name="tb-run")
     GRPOTrainer(build_config(cfg)).train()
     metrics = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
-    sys.path.insert(0, str(HELPER.parent))
     from tensorboard_events import tensorboard_scalars
 
     scalars = tensorboard_scalars(tmp_path / "out" / "tb-run")

@@ -130,27 +130,16 @@ def test_tokenize_main_cli(dataset, vq, tmp_path, capsys):
 
 def test_tokenize_under_torchrun_shards_over_two_processes(dataset, vq, tmp_path):
     """`mmr1 tokenize` launched with 2 processes: the same code files as one process, one merged report."""
-    import os
-    import socket
-    import subprocess
-    import sys
+    from launching import run_processes
 
     meta, _ = dataset
     vq.save(tmp_path / "vq")
     one = tmp_path / "one"
     assert tokenize_main(["--data", str(meta), "--out", str(one), "--tokenizer", f"vq:{tmp_path / 'vq'}",
                           "--resolution", "32", "--no-progress"]) == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     two = tmp_path / "two"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-         "-m", "mmr1.imagegen.extract", "--data", str(meta), "--out", str(two), "--tokenizer",
-         f"vq:{tmp_path / 'vq'}", "--resolution", "32", "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_processes(["-m", "mmr1.imagegen.extract", "--data", str(meta), "--out", str(two), "--tokenizer",
+                            f"vq:{tmp_path / 'vq'}", "--resolution", "32", "--no-progress"], processes=2)
     reports = [line for line in result.stdout.splitlines() if line.startswith("tokenized ")]
     assert len(reports) == 1                                  # the main process reports for both
     assert "11 encoded" in reports[0] and "3 failed" in reports[0]

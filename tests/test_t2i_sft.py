@@ -106,13 +106,9 @@ def test_negative_dataloader_workers_is_a_config_error(setup, tmp_path):
 
 
 def test_sft_logs_to_tensorboard(setup, tmp_path):
-    import sys
-    from pathlib import Path
+    from tensorboard_events import tensorboard_scalars
 
     from mmr1.sft.t2i import run_t2i_sft
-
-    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-    from tensorboard_events import tensorboard_scalars
 
     summary = run_t2i_sft(_config(setup, tmp_path / "sft", max_steps=4, report_to="tensorboard", run_name="tb"))
     scalars = tensorboard_scalars(tmp_path / "sft" / "tb")
@@ -122,12 +118,9 @@ def test_sft_logs_to_tensorboard(setup, tmp_path):
 
 def test_sft_two_processes_equal_one_process(setup, tmp_path):
     """Under torchrun, 2 processes x 4 sequences train exactly like 1 process x 8 (same global batch)."""
-    import os
-    import socket
-    import subprocess
-    import sys
     from pathlib import Path
 
+    from launching import run_processes
     from safetensors.torch import load_file
 
     helper = Path(__file__).parent / "helpers" / "sft_run.py"
@@ -138,17 +131,7 @@ def test_sft_two_processes_equal_one_process(setup, tmp_path):
                 "per_device_train_batch_size": per_device, "max_steps": 6, "learning_rate": 3e-3, "seed": 5,
                 "output_dir": str(tmp_path / name), "disable_tqdm": True, "p_drop_cond": 0.2}
         cfg.write_text(json.dumps(data))
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, str(helper), str(cfg)]
-        if processes > 1:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            env["ACCELERATE_USE_CPU"] = "1"
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                   "--master_port", str(port), str(helper), str(cfg)]
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
+        run_processes([str(helper), str(cfg)], processes)
         weights = {}
         for f in sorted((tmp_path / name / "final").glob("*.safetensors")):
             weights.update(load_file(str(f)))
