@@ -1,8 +1,9 @@
 """mmr1's first-party imagegen rewards (registered through the ``mmr1`` entry-point group).
 
 - ``color_fidelity``: rule-based, no weights: the image's dominant colour vs the colour word asked for.
-- ``clip_score``, ``pickscore``, ``aesthetic``: transformers CLIP models from local paths
-  (``reward_kwargs: {clip_score: {model: PATH}}``); classes, constructed once per run.
+- ``clip_score``, ``pickscore``, ``aesthetic``: a transformers CLIP folder
+  (``reward_kwargs: {clip_score: {model: PATH}}``) or an open_clip model (``arch`` + ``checkpoint``);
+  classes, constructed once per run (encoders in :mod:`mmr1_imagegen.encoders`).
 - ``hps``: HPSv2 on open_clip ViT-H-14 (needs the ``imagegen`` extra).
 
 The scorer modules import transformers only when a scorer is constructed.

@@ -21,38 +21,7 @@ from pathlib import Path
 import torch
 
 from mmr1_imagegen.encoders import build_encoder, require_option
-
-_MARKER = re.compile(r"<\|[^|<>]*\|>")
-
-
-def _text_of(prompt) -> str:
-    if prompt is None:
-        return ""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, dict):
-        return _text_of(prompt.get("content", prompt.get("text", "")))
-    if isinstance(prompt, (list, tuple)):
-        return " ".join(_text_of(p) for p in prompt if not (isinstance(p, dict) and p.get("role") == "system"))
-    return str(prompt)
-
-
-def texts_for(n, prompts=None, caption=None) -> list[str]:
-    """The text each image is compared with: the ``caption`` column, else the prompt without markers."""
-    out = []
-    for i in range(n):
-        text = None
-        if caption is not None and i < len(caption) and caption[i] is not None:
-            text = caption[i]
-            if isinstance(text, dict):  # short / long captions
-                text = text.get("long") or text.get("short") or ""
-            elif isinstance(text, (list, tuple)):
-                text = text[-1] if text else ""
-        elif prompts is not None and i < len(prompts):
-            text = _text_of(prompts[i])
-        out.append(" ".join(_MARKER.sub(" ", text or "").split()))
-    return out
-
+from mmr1_imagegen.text import texts_for
 
 class _ClipReward:
     """Shared machinery: batched, normalised image and text embeddings from a CLIP-style encoder.
@@ -71,7 +40,6 @@ class _ClipReward:
         self.encoder = build_encoder(self.reward_name, model=model, processor=processor, arch=arch,
                                      checkpoint=checkpoint, device=device, dtype=dtype, batch_size=batch_size,
                                      weights_only=weights_only, example=self.example)
-        self.device, self.batch_size = self.encoder.device, self.encoder.batch_size
 
     def image_embeddings(self, images) -> torch.Tensor:
         return self.encoder.image_embeddings(images)

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from mmr1.imagegen.shapes import split_foreground
+from mmr1_imagegen.text import MARKER, text_of
 
 # Names the reward understands, with synonyms mapped to a palette name.
 PALETTE = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown", "white", "gray", "black")
@@ -20,7 +21,6 @@ SYNONYMS = {
     "teal": "cyan",
 }
 _WORD = re.compile(r"\b(" + "|".join(sorted(set(PALETTE) | set(SYNONYMS), key=len, reverse=True)) + r")\b", re.IGNORECASE)
-_MARKER = re.compile(r"<\|[^|<>]*\|>")
 
 
 def color_name(rgb) -> str:
@@ -79,23 +79,9 @@ def dominant_color(image: Image.Image, threshold: int = 48) -> str:
     return max(sorted(counts), key=lambda k: counts[k])
 
 
-def _text_of(prompt) -> str:
-    """Plain text of a prompt: a string, or chat messages (content strings or text parts)."""
-    if prompt is None:
-        return ""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, dict):
-        content = prompt.get("content", prompt.get("text", ""))
-        return _text_of(content)
-    if isinstance(prompt, (list, tuple)):
-        return " ".join(_text_of(p) for p in prompt if not (isinstance(p, dict) and p.get("role") == "system"))
-    return str(prompt)
-
-
 def asked_color(text: str) -> str | None:
     """The first palette colour word in ``text`` (special markers such as ``<|soi|>`` ignored)."""
-    m = _WORD.search(_MARKER.sub(" ", text or ""))
+    m = _WORD.search(MARKER.sub(" ", text or ""))
     if not m:
         return None
     word = m.group(1).lower()
@@ -119,7 +105,7 @@ def color_fidelity(completions, *, generated_images=None, prompts=None, caption=
         text = caption[i] if caption is not None and caption[i] is not None else (prompts[i] if prompts is not None else "")
         if isinstance(text, dict):  # short / long captions
             text = text.get("short") or text.get("long") or ""
-        want = asked_color(_text_of(text))
+        want = asked_color(text_of(text))
         image = generated_images[i] if i < len(generated_images) else None
         if want is None or image is None:
             out.append(None)
