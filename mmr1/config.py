@@ -29,7 +29,7 @@ class TrainConfig:
     # -- model -------------------------------------------------------------------------------
     model_name_or_path: str = ""               # local folder or hub id
     model_adapter: str = "auto"                # adapter name, or auto (from the model's config)
-    torch_dtype: str = "auto"                  # auto | float32 | bfloat16 | float16
+    torch_dtype: str = "auto"                  # auto | float32 | bfloat16 | float16 | float64 (numerics checks)
     attn_implementation: str | None = None     # sdpa | flash_attention_2 | eager
     freeze_vision_tower: bool = False
     train_parts: str = "all"                   # all | language_model | projector | projector+language_model
@@ -137,7 +137,7 @@ CHOICES = {
     "temperature_schedule": ("constant", "linear"),
     "importance_sampling_level": ("token", "sequence"),
     "kl_approximator": ("k1", "k2", "k3", "low_var_kl", "kimikl", "fullkimi", "kl", "mse"),
-    "torch_dtype": ("auto", "float32", "bfloat16", "float16"),
+    "torch_dtype": ("auto", "float32", "bfloat16", "float16", "float64"),
     "train_parts": ("all", "language_model", "projector", "projector+language_model"),
 }
 # Accepted spellings of other tools, mapped to ours.

@@ -320,6 +320,11 @@ def entropy_from_logits(logits: Tensor, *, chunk_size: int = 128) -> Tensor:
     return ent.to(logits.dtype).reshape(logits.shape[:-1])
 
 
+def at_least_float32(x: Tensor) -> Tensor:
+    """Half-precision tensors as float32; float32 and float64 unchanged (fp64 runs stay fp64)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def selective_log_softmax(logits: Tensor, ids: Tensor, *, chunk_size: int = 128) -> Tensor:
     """``log_softmax(logits)[..., ids]`` without materialising the full log-softmax.
 

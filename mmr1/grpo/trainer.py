@@ -307,7 +307,7 @@ class GRPOTrainer:
             sl = self._micro_slice(s)
             logits = scorer(buffer["prompts"], buffer["prompt_index"][sl], buffer["ids"][sl],
                             buffer["mask"][sl], shared_prefix=self.shared_prefix)
-            chunks.append(algo.selective_log_softmax(logits.float() / buffer["temperature"], buffer["ids"][sl]))
+            chunks.append(algo.selective_log_softmax(algo.at_least_float32(logits) / buffer["temperature"], buffer["ids"][sl]))
         return torch.cat(chunks)
 
     @torch.no_grad()
@@ -346,7 +346,7 @@ class GRPOTrainer:
                 with context:
                     logits = self.scorer(buffer["prompts"], buffer["prompt_index"][sl], buffer["ids"][sl],
                                          buffer["mask"][sl], shared_prefix=self.shared_prefix)
-                    logits = logits.float() / buffer["temperature"]
+                    logits = algo.at_least_float32(logits) / buffer["temperature"]
                     ids, mask = buffer["ids"][sl], buffer["mask"][sl]
                     logp = algo.selective_log_softmax(logits, ids)
                     entropy = algo.entropy_from_logits(logits if c.entropy_weight else logits.detach())
