@@ -209,19 +209,30 @@ def test_text_to_image_two_processes_equal_one_process(tmp_path):
     assert _assert_same_weights(w1, w2, base) > 5
 
 
-def test_resume_gives_the_same_weights(tiny_vl, tmp_path):
+def test_resume_gives_the_same_weights(tiny_vl, tmp_path, monkeypatch):
+    """A run that crashes after train() saved checkpoint-2 resumes from it ('latest') to the straight run's weights."""
     straight = base_config(tiny_vl, tmp_path / "straight", max_steps=4)
     GRPOTrainer(build_config(straight)).train()
     first = base_config(tiny_vl, tmp_path / "resumed", max_steps=4, save_steps=2)
     trainer = GRPOTrainer(build_config(first))
-    trainer.total_steps = 2                                             # stop after the first checkpoint
-    trainer.train()
-    assert (tmp_path / "resumed" / "checkpoint-2").is_dir() or trainer.global_step == 2
-    if not (tmp_path / "resumed" / "checkpoint-2").is_dir():
-        trainer.save()
+    rollout = trainer.rollout
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_step_2():
+        if trainer.global_step == 2:
+            raise Crash
+        return rollout()
+
+    monkeypatch.setattr(trainer, "rollout", crash_after_step_2)
+    with pytest.raises(Crash):
+        trainer.train()
+    assert [p.name for p in (tmp_path / "resumed").glob("checkpoint-*")] == ["checkpoint-2"]
     resumed = GRPOTrainer(build_config({**first, "resume_from_checkpoint": "latest"}))
     assert resumed.total_steps == 4
     resumed.train()
+    assert resumed.global_step == 4
     a = QwenVLAdapter.load_model(tmp_path / "straight" / "final", torch.float32).state_dict()
     b = QwenVLAdapter.load_model(tmp_path / "resumed" / "final", torch.float32).state_dict()
     for name in a:
@@ -272,26 +283,6 @@ def test_reward_exceptions_are_contained_and_counted(tiny_vl, tmp_path):
         reset_plugin_manager()
     assert history[-1]["rewards/flaky_test_reward/failures"] == 2
     assert history[-1]["rewards/vowel_share"] > 0                           # the other reward still counts
-
-
-@pytest.mark.parametrize("options", [
-    {"beta": 0.1, "kl_approximator": "k3"},
-    {"beta": 0.1, "kl_approximator": "fullkimi"},
-    {"num_iterations": 2, "steps_per_generation": 2, "gradient_accumulation_steps": 1, "loss_type": "grpo"},
-    {"importance_sampling_level": "sequence", "num_iterations": 2},
-    {"gradient_checkpointing": True, "loss_type": "bnpo"},
-])
-def test_training_options_run_and_update(tiny_vl, tmp_path, options):
-    cfg = base_config(tiny_vl, tmp_path / "out", **options)
-    trainer = GRPOTrainer(build_config(cfg))
-    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
-    history = trainer.train()
-    assert trainer.global_step == 2
-    assert any(not torch.equal(before[n], p) for n, p in trainer.policy.named_parameters())
-    if options.get("beta"):
-        assert "kl" in history[-1]
-    if options.get("num_iterations", 1) > 1:
-        assert "ratio_mean" in history[-1]
 
 
 def test_freeze_vision_tower_keeps_it_fixed(tiny_vl, tmp_path):

@@ -160,6 +160,7 @@ class GRPOTrainer:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
+        model.train()        # from_pretrained returns eval mode, where checkpointing (and dropout) never act
         self.adapter.bind(model)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
