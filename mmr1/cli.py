@@ -209,21 +209,31 @@ def cmd_demo(args) -> int:
     import time
     from pathlib import Path
 
-    start, lines = time.perf_counter(), []
+    from mmr1.verdicts import t2i_verdict, vl_verdict
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    start, lines, learned = time.perf_counter(), [], True
     if args.only in (None, "vl"):
         from mmr1.demo import run_vl_demo
 
         s = run_vl_demo(Path(args.out) / "vl", seed=args.seed, quick=args.quick)
+        ok, verdict = vl_verdict(s)
+        learned &= ok or args.quick
         lines.append(f"vision-language: held-out accuracy {s['accuracy_before']:.3f} -> {s['accuracy_after']:.3f} "
-                     f"(format {s['format_after']:.2f}); plot {s['plot']}")
+                     f"(format {s['format_after']:.2f}); plot {s['plot']}\n  {verdict}")
     if args.only in (None, "t2i"):
         from mmr1.imagegen.demo import run_t2i_demo
 
         s = run_t2i_demo(Path(args.out) / "t2i", seed=args.seed, quick=args.quick)
+        ok, verdict = t2i_verdict(s)
+        learned &= ok or args.quick
         lines.append(f"text-to-image: held-out colour fidelity {s['fidelity_before']:.3f} -> {s['fidelity_after']:.3f}, "
-                     f"shape accuracy {s['shape_before']:.3f} -> {s['shape_after']:.3f}; plot {s['plot']}")
+                     f"shape accuracy {s['shape_before']:.3f} -> {s['shape_after']:.3f}; plot {s['plot']}\n  {verdict}")
     print("\n== mmr1 demo summary ==\n" + "\n".join(lines) + f"\ntotal {time.perf_counter() - start:.0f} s")
-    return 0
+    return 0 if learned else 1
 
 
 def _delegate(name):
@@ -271,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=["vl", "t2i"], help="run one of the two demos")
-    p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
+    p.add_argument("--quick", action="store_true", help="a few steps only (smoke test; no verdict on learning)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.set_defaults(fn=cmd_demo)
 
     for name, fn, text in (("tokenize", "tokenize_main", "extract visual tokens from {image_path, caption} JSON"),

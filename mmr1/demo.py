@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from mmr1.data.synthetic import make_shapes_rows
+from mmr1.verdicts import vl_verdict
 
 COLOURS = ["red", "green", "blue", "yellow"]
 
@@ -122,7 +123,11 @@ def run_vl_demo(out_dir: str | Path = "outputs/demo", seed: int = 0, grpo_steps:
                "grpo_steps": grpo_steps, "sft_steps": sft_steps, "seed": seed}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     ratio = after["accuracy"] / max(before["accuracy"], 1e-9)
+    learned, verdict = vl_verdict(summary)
+    summary["learned"] = learned
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\nheld-out accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
           f"({ratio:.1f}x) in {summary['seconds']:.0f} s; reward curve: {plot}")
+    print("quick run: a smoke test, no verdict on learning" if quick else verdict)
     logging.getLogger("mmr1").info("demo summary: %s", summary)
     return summary

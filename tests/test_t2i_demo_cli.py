@@ -8,7 +8,7 @@ from PIL import Image
 from mmr1.imagegen.tiny import build_tiny_causal_lm, build_tiny_t2i
 
 
-def test_quick_demo_completes_and_writes_its_plot(tmp_path):
+def test_quick_demo_smoke_completes_and_writes_its_plot(tmp_path):
     from mmr1.imagegen.demo import run_t2i_demo
 
     summary = run_t2i_demo(tmp_path / "demo", seed=0, quick=True)

@@ -1,0 +1,175 @@
+"""The demos over seeds x torch threads, on a busy machine: writes the table the README quotes.
+
+    python bench/demo_seeds.py [--part vl|t2i|both] [--vl-seeds 0,1,2,3,4] [--t2i-seeds 0,1,2]
+                               [--threads 1,2] [--parallel 2] [--out outputs/demo_seeds]
+                               [--table bench/demo_seeds.md]
+
+Each cell is one ``mmr1 demo --only PART --seed S --threads T`` in its own process: the command a
+user runs, with nothing changed. ``--parallel`` cells run at once, and whenever fewer cells than
+that are left, a CPU burner (a busy loop) takes the free slot, so every cell runs with another
+CPU-heavy process beside it. The table lists every cell, the bad ones too, with the bars from
+:mod:`mmr1.verdicts`. A benchmark, not a test: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mmr1.verdicts import (T2I_MAX_SHAPE_DROP, T2I_MIN_FIDELITY, VL_MIN_ACCURACY,  # noqa: E402
+                           VL_MIN_FORMAT, t2i_verdict, vl_verdict)
+
+BURNER = "import time\nwhile True:\n    sum(i * i for i in range(100_000))\n"
+VL_MAX_SECONDS = 240
+
+
+def _cells(args) -> list[tuple[str, int, int]]:
+    parts = ["vl", "t2i"] if args.part == "both" else [args.part]
+    seeds = {"vl": args.vl_seeds, "t2i": args.t2i_seeds}
+    return [(p, s, t) for p in parts for s in seeds[p] for t in args.threads]
+
+
+def _start(cell, out: Path) -> subprocess.Popen:
+    part, seed, threads = cell
+    folder = out / f"{part}-seed{seed}-threads{threads}"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "mmr1.cli", "demo", "--only", part, "--seed", str(seed), "--threads", str(threads),
+           "--out", str(folder)]
+    log = (folder / "demo.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc.cell, proc.folder, proc.started = cell, folder, time.time()
+    return proc
+
+
+def _result(proc) -> dict:
+    part, seed, threads = proc.cell
+    summary_path = proc.folder / part / "summary.json"
+    row = {"part": part, "seed": seed, "threads": threads, "exit": proc.returncode,
+           "wall_s": round(time.time() - proc.started, 1)}
+    if not summary_path.is_file():
+        row.update(learned=False, verdict=f"no summary: the run failed, see {proc.folder / 'demo.log'}")
+        return row
+    s = json.loads(summary_path.read_text())
+    learned, verdict = (vl_verdict if part == "vl" else t2i_verdict)(s)
+    row.update(summary=s, learned=learned, verdict=verdict, seconds=s["seconds"])
+    return row
+
+
+def run_grid(args) -> list[dict]:
+    cells, running, burners, rows = _cells(args), [], [], []
+    print(f"{len(cells)} cells, {args.parallel} at a time; output in {args.out}", flush=True)
+    while cells or running:
+        while cells and len(running) < args.parallel:
+            running.append(_start(cells.pop(0), args.out))
+        while not cells and running and len(running) + len(burners) < args.parallel:
+            burners.append(subprocess.Popen([sys.executable, "-c", BURNER]))
+        time.sleep(2)
+        for proc in [p for p in running if p.poll() is not None]:
+            running.remove(proc)
+            row = _result(proc)
+            rows.append(row)
+            print(f"{row['part']} seed {row['seed']} threads {row['threads']}: {row['verdict']} "
+                  f"({row.get('seconds', '?')} s)", flush=True)
+    for b in burners:
+        b.kill()
+    return sorted(rows, key=lambda r: (r["part"], r["seed"], r["threads"]))
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def write_table(rows: list[dict], args, started: float) -> str:
+    import torch
+    import transformers
+
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# The demos over seeds and threads",
+        "",
+        f"Written by `python bench/demo_seeds.py {' '.join(sys.argv[1:])}` on {when}, commit {_commit()}.",
+        f"Machine: {os.cpu_count()} CPUs ({platform.machine()}), torch {torch.__version__}, "
+        f"transformers {transformers.__version__}. {args.parallel} cells ran at a time; when fewer were "
+        "left, a CPU burner filled the free slot, so every cell had another CPU-heavy process beside it. "
+        f"Whole grid: {(time.time() - started) / 60:.0f} min.",
+        "",
+        f"Bars: vision-language held-out accuracy >= {VL_MIN_ACCURACY:.2f} (3x chance) and format >= "
+        f"{VL_MIN_FORMAT:.2f}, in at most {VL_MAX_SECONDS} s; text-to-image colour fidelity >= "
+        f"{T2I_MIN_FIDELITY:.2f} with shape accuracy at most {T2I_MAX_SHAPE_DROP * 100:.0f} points below its "
+        "pre-GRPO level. Every cell is listed as it came out.",
+        "",
+    ]
+    vl = [r for r in rows if r["part"] == "vl"]
+    if vl:
+        lines += ["## Vision-language (`mmr1 demo --only vl`)", "",
+                  "| seed | threads | accuracy before -> after | format after | seconds | verdict |",
+                  "|---|---|---|---|---|---|"]
+        for r in vl:
+            s = r.get("summary")
+            if s is None:
+                lines.append(f"| {r['seed']} | {r['threads']} | - | - | - | FAILED: {r['verdict']} |")
+                continue
+            slow = s["seconds"] > VL_MAX_SECONDS
+            verdict = ("learned" if r["learned"] else "**did not learn**") + (" (**too slow**)" if slow else "")
+            lines.append(f"| {r['seed']} | {r['threads']} | {s['accuracy_before']:.3f} -> {s['accuracy_after']:.3f} | "
+                         f"{s['format_after']:.3f} | {s['seconds']:.0f} | {verdict} |")
+        good = sum(r["learned"] and r["summary"]["seconds"] <= VL_MAX_SECONDS for r in vl if r.get("summary"))
+        lines += ["", f"{good} of {len(vl)} cells meet every bar.", ""]
+    t2i = [r for r in rows if r["part"] == "t2i"]
+    if t2i:
+        lines += ["## Text-to-image (`mmr1 demo --only t2i`)", "",
+                  "| seed | threads | fidelity before -> after | shape accuracy before -> after | seconds | verdict |",
+                  "|---|---|---|---|---|---|"]
+        for r in t2i:
+            s = r.get("summary")
+            if s is None:
+                lines.append(f"| {r['seed']} | {r['threads']} | - | - | - | FAILED: {r['verdict']} |")
+                continue
+            verdict = "learned" if r["learned"] else "**did not learn**"
+            lines.append(f"| {r['seed']} | {r['threads']} | {s['fidelity_before']:.3f} -> {s['fidelity_after']:.3f} | "
+                         f"{s['shape_before']:.3f} -> {s['shape_after']:.3f} | {s['seconds']:.0f} | {verdict} |")
+        good = sum(r["learned"] for r in t2i)
+        lines += ["", f"{good} of {len(t2i)} cells meet every bar.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
+    p.add_argument("--part", choices=["vl", "t2i", "both"], default="both")
+    p.add_argument("--vl-seeds", type=ints, default=[0, 1, 2, 3, 4])
+    p.add_argument("--t2i-seeds", type=ints, default=[0, 1, 2])
+    p.add_argument("--threads", type=ints, default=[1, 2])
+    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--out", type=Path, default=ROOT / "outputs" / "demo_seeds")
+    p.add_argument("--table", type=Path, default=ROOT / "bench" / "demo_seeds.md")
+    args = p.parse_args(argv)
+    started = time.time()
+    rows = run_grid(args)
+    text = write_table(rows, args, started)
+    args.table.write_text(text + "\n")
+    (args.out / "cells.json").write_text(json.dumps(rows, indent=1, default=str))
+    print(text)
+    return 0 if all(r["learned"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
