@@ -2,7 +2,7 @@
 
     python bench/demo_seeds.py [--part vl|t2i|both] [--vl-seeds 0,1,2,3,4] [--t2i-seeds 0,1,2]
                                [--threads 1,2] [--parallel 2] [--out outputs/demo_seeds]
-                               [--table bench/demo_seeds.md]
+                               [--table bench/demo_seeds.md]   (cells also in bench/demo_seeds.json)
 
 Each cell is one ``mmr1 demo --only PART --seed S --threads T`` in its own process: the command a
 user runs, with nothing changed. ``--parallel`` cells run at once, and whenever fewer cells than
@@ -39,14 +39,14 @@ def _cells(args) -> list[tuple[str, int, int]]:
     return [(p, s, t) for p in parts for s in seeds[p] for t in args.threads]
 
 
-def _start(cell, out: Path) -> subprocess.Popen:
+def _start(cell, out: Path, quick: bool = False) -> subprocess.Popen:
     part, seed, threads = cell
     folder = out / f"{part}-seed{seed}-threads{threads}"
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "mmr1.cli", "demo", "--only", part, "--seed", str(seed), "--threads", str(threads),
-           "--out", str(folder)]
+           "--out", str(folder)] + (["--quick"] if quick else [])
     log = (folder / "demo.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     proc.cell, proc.folder, proc.started = cell, folder, time.time()
@@ -63,7 +63,9 @@ def _result(proc) -> dict:
         return row
     s = json.loads(summary_path.read_text())
     learned, verdict = (vl_verdict if part == "vl" else t2i_verdict)(s)
-    row.update(summary=s, learned=learned, verdict=verdict, seconds=s["seconds"])
+    keep = ("accuracy_before", "accuracy_after", "format_before", "format_after", "fidelity_before", "fidelity_after",
+            "shape_before", "shape_after", "seconds", "seconds_by_phase")
+    row.update(summary={k: s[k] for k in keep if k in s}, learned=learned, verdict=verdict, seconds=s["seconds"])
     return row
 
 
@@ -72,7 +74,7 @@ def run_grid(args) -> list[dict]:
     print(f"{len(cells)} cells, {args.parallel} at a time; output in {args.out}", flush=True)
     while cells or running:
         while cells and len(running) < args.parallel:
-            running.append(_start(cells.pop(0), args.out))
+            running.append(_start(cells.pop(0), args.out, args.quick))
         while not cells and running and len(running) + len(burners) < args.parallel:
             burners.append(subprocess.Popen([sys.executable, "-c", BURNER]))
         time.sleep(2)
@@ -97,19 +99,41 @@ def _commit() -> str:
         return "unknown"
 
 
-def write_table(rows: list[dict], args, started: float) -> str:
-    import torch
-    import transformers
+def _section(part: str, rows: list[dict], run: dict) -> list[str]:
+    title = {"vl": "Vision-language (`mmr1 demo --only vl`)", "t2i": "Text-to-image (`mmr1 demo --only t2i`)"}[part]
+    lines = [f"## {title}", "",
+             f"Measured {run['when']}, commit {run['commit']}, {run['machine']}; {run['parallel']} cells at a time, "
+             f"whole grid {run['minutes']:.0f} min.", ""]
+    if part == "vl":
+        lines += ["| seed | threads | accuracy before -> after | format after | seconds | verdict |", "|---|---|---|---|---|---|"]
+    else:
+        lines += ["| seed | threads | fidelity before -> after | shape accuracy before -> after | seconds | verdict |",
+                  "|---|---|---|---|---|---|"]
+    good = 0
+    for r in rows:
+        s = r.get("summary")
+        if s is None:
+            lines.append(f"| {r['seed']} | {r['threads']} | - | - | - | FAILED: {r['verdict']} |")
+            continue
+        slow = part == "vl" and s["seconds"] > VL_MAX_SECONDS
+        good += r["learned"] and not slow
+        verdict = ("learned" if r["learned"] else "**did not learn**") + (" (**too slow**)" if slow else "")
+        if part == "vl":
+            figures = f"{s['accuracy_before']:.3f} -> {s['accuracy_after']:.3f} | {s['format_after']:.3f}"
+        else:
+            figures = f"{s['fidelity_before']:.3f} -> {s['fidelity_after']:.3f} | {s['shape_before']:.3f} -> {s['shape_after']:.3f}"
+        lines.append(f"| {r['seed']} | {r['threads']} | {figures} | {s['seconds']:.0f} | {verdict} |")
+    return lines + ["", f"{good} of {len(rows)} cells meet every bar.", ""]
 
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+def write_table(results: dict) -> str:
+    """The Markdown table of every part in ``results`` (``{part: {"run": ..., "rows": [...]}}``)."""
     lines = [
         "# The demos over seeds and threads",
         "",
-        f"Written by `python bench/demo_seeds.py {' '.join(sys.argv[1:])}` on {when}, commit {_commit()}.",
-        f"Machine: {os.cpu_count()} CPUs ({platform.machine()}), torch {torch.__version__}, "
-        f"transformers {transformers.__version__}. {args.parallel} cells ran at a time; when fewer were "
-        "left, a CPU burner filled the free slot, so every cell had another CPU-heavy process beside it. "
-        f"Whole grid: {(time.time() - started) / 60:.0f} min.",
+        "Written by `python bench/demo_seeds.py`. Each cell is one `mmr1 demo --only PART --seed S --threads T` in "
+        "its own process. Cells ran two at a time; when fewer were left, a CPU burner filled the free slot, so "
+        "every cell had another CPU-heavy process beside it.",
         "",
         f"Bars: vision-language held-out accuracy >= {VL_MIN_ACCURACY:.2f} (3x chance) and format >= "
         f"{VL_MIN_FORMAT:.2f}, in at most {VL_MAX_SECONDS} s; text-to-image colour fidelity >= "
@@ -117,38 +141,20 @@ def write_table(rows: list[dict], args, started: float) -> str:
         "pre-GRPO level. Every cell is listed as it came out.",
         "",
     ]
-    vl = [r for r in rows if r["part"] == "vl"]
-    if vl:
-        lines += ["## Vision-language (`mmr1 demo --only vl`)", "",
-                  "| seed | threads | accuracy before -> after | format after | seconds | verdict |",
-                  "|---|---|---|---|---|---|"]
-        for r in vl:
-            s = r.get("summary")
-            if s is None:
-                lines.append(f"| {r['seed']} | {r['threads']} | - | - | - | FAILED: {r['verdict']} |")
-                continue
-            slow = s["seconds"] > VL_MAX_SECONDS
-            verdict = ("learned" if r["learned"] else "**did not learn**") + (" (**too slow**)" if slow else "")
-            lines.append(f"| {r['seed']} | {r['threads']} | {s['accuracy_before']:.3f} -> {s['accuracy_after']:.3f} | "
-                         f"{s['format_after']:.3f} | {s['seconds']:.0f} | {verdict} |")
-        good = sum(r["learned"] and r["summary"]["seconds"] <= VL_MAX_SECONDS for r in vl if r.get("summary"))
-        lines += ["", f"{good} of {len(vl)} cells meet every bar.", ""]
-    t2i = [r for r in rows if r["part"] == "t2i"]
-    if t2i:
-        lines += ["## Text-to-image (`mmr1 demo --only t2i`)", "",
-                  "| seed | threads | fidelity before -> after | shape accuracy before -> after | seconds | verdict |",
-                  "|---|---|---|---|---|---|"]
-        for r in t2i:
-            s = r.get("summary")
-            if s is None:
-                lines.append(f"| {r['seed']} | {r['threads']} | - | - | - | FAILED: {r['verdict']} |")
-                continue
-            verdict = "learned" if r["learned"] else "**did not learn**"
-            lines.append(f"| {r['seed']} | {r['threads']} | {s['fidelity_before']:.3f} -> {s['fidelity_after']:.3f} | "
-                         f"{s['shape_before']:.3f} -> {s['shape_after']:.3f} | {s['seconds']:.0f} | {verdict} |")
-        good = sum(r["learned"] for r in t2i)
-        lines += ["", f"{good} of {len(t2i)} cells meet every bar.", ""]
+    for part in ("vl", "t2i"):
+        if part in results:
+            lines += _section(part, results[part]["rows"], results[part]["run"])
     return "\n".join(lines)
+
+
+def _run_info(args, started: float) -> dict:
+    import torch
+    import transformers
+
+    return {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(),
+            "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), torch {torch.__version__}, "
+                       f"transformers {transformers.__version__}",
+            "parallel": args.parallel, "minutes": (time.time() - started) / 60, "argv": sys.argv[1:]}
 
 
 def main(argv=None) -> int:
@@ -160,16 +166,21 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=ints, default=[1, 2])
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "demo_seeds")
+    p.add_argument("--quick", action="store_true", help="quick demos (checks this script; the bars cannot be met)")
     p.add_argument("--table", type=Path, default=ROOT / "bench" / "demo_seeds.md")
     args = p.parse_args(argv)
     started = time.time()
     rows = run_grid(args)
-    text = write_table(rows, args, started)
+    run = _run_info(args, started)
+    store = args.table.with_suffix(".json")            # every part's last grid; a run replaces its own parts
+    results = json.loads(store.read_text()) if store.is_file() else {}
+    for part in {r["part"] for r in rows}:
+        results[part] = {"run": run, "rows": [r for r in rows if r["part"] == part]}
+    store.write_text(json.dumps(results, indent=1, default=str))
+    text = write_table(results)
     args.table.write_text(text + "\n")
-    (args.out / "cells.json").write_text(json.dumps(rows, indent=1, default=str))
     print(text)
     return 0 if all(r["learned"] for r in rows) else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())
