@@ -61,11 +61,12 @@ def cmd_check(args) -> int:
         print("config problems:\n  " + str(exc).replace("\n", "\n  "))
         return 1
     from mmr1.grpo.batching import plan_batches
-    from mmr1.grpo.rewards import build_rewards
+    from mmr1.grpo.rewards import build_rewards, check_option_columns, dataset_columns
     from mmr1.models.adapters import resolve_adapter
     from mmr1.plugins import get_dataset, get_rollout_backend, load_plugins
     from mmr1.templates import resolve_template
 
+    built = {}
     steps = [
         ("plugins", lambda: load_plugins(config.plugins, base_dir=config.config_dir)),
         ("batch", lambda: plan_batches(args.num_processes, config.per_device_train_batch_size,
@@ -73,7 +74,7 @@ def cmd_check(args) -> int:
                                        config.steps_per_generation, config.num_iterations)),
         ("template", lambda: resolve_template(config.template, config.system_prompt_template,
                                               config.question_template, config.answer_template)),
-        ("rewards", lambda: build_rewards(config.rewards, config.reward_kwargs)),
+        ("rewards", lambda: built.update(rewards=build_rewards(config.rewards, config.reward_kwargs))),
         ("rollout backend", lambda: get_rollout_backend(config.rollout_backend)),
         ("model", lambda: resolve_adapter(config.model_name_or_path, config.model_adapter)
          if config.model_name_or_path else (_ for _ in ()).throw(ValueError("model_name_or_path is not set"))),
@@ -99,6 +100,11 @@ def cmd_check(args) -> int:
         found += dataset.check_images(progress=lambda rows: tqdm(rows, desc=f"checking {label} images",
                                                                  disable=len(rows) < 200))
         problems += [f"{label}: {p}" for p in found]
+        if label == "train data" and "rewards" in built:
+            try:
+                check_option_columns(built["rewards"], dataset_columns(dataset))
+            except errors as exc:
+                problems.append(f"rewards: {exc}")
         print(f"{label}: {len(dataset)} usable rows, {len(found)} problem(s)")
     if problems:
         print(f"\n{len(problems)} problem(s):")
@@ -112,14 +118,20 @@ def cmd_check(args) -> int:
 # -- train / eval / sft -------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from mmr1.config import load_config
-    from mmr1.grpo.trainer import GRPOTrainer
+    from mmr1.grpo.trainer import GRPOTrainer, TrainingHalted
 
     config = load_config(args.config, args.overrides)
     trainer = GRPOTrainer(config)
-    history = trainer.train()
+    try:
+        history = trainer.train()
+    except TrainingHalted as exc:
+        print(f"mmr1 train: stopped: {exc}", file=sys.stderr)
+        return 3
     if trainer.accelerator.is_main_process and history:
         last = history[-1]
-        print(f"done: {trainer.global_step} steps, last reward {last['reward']:.4f}; model in {config.output_dir}/final")
+        skipped = f" ({trainer.nonfinite_steps} non-finite steps skipped)" if trainer.nonfinite_steps else ""
+        print(f"done: {trainer.global_step} steps{skipped}, last reward {last['reward']:.4f}; "
+              f"model in {config.output_dir}/final")
     return 0
 
 

@@ -7,6 +7,7 @@ Every problem is reported with the file and key at fault, before any model loads
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ class TrainConfig:
     model_name_or_path: str = ""               # local folder or hub id
     model_adapter: str = "auto"                # adapter name, or auto (from the model's config)
     torch_dtype: str = "auto"                  # auto | float32 | bfloat16 | float16 | float64 (numerics checks)
-    attn_implementation: str | None = None     # sdpa | flash_attention_2 | eager
+    attn_implementation: str | None = None     # sdpa | eager | flash_attention_2 | flex_attention | None
     freeze_vision_tower: bool = False
     train_parts: str = "all"                   # all | language_model | projector | projector+language_model
     gradient_checkpointing: bool = False
@@ -58,6 +59,7 @@ class TrainConfig:
     reward_weights: list[float] | None = None
     reward_kwargs: dict = field(default_factory=dict)  # {reward_name: {option: value}}
     reward_scale: float = 1.0                  # MMR1: multiply the summed reward
+    reward_timeout: float = 120.0              # seconds one reward call may take (0: no deadline)
     # -- GRPO --------------------------------------------------------------------------------
     num_generations: int = 8                   # G completions per prompt
     per_device_train_batch_size: int = 8       # completions per device per micro-step (MMR1 mini-batch)
@@ -105,6 +107,7 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
+    max_nonfinite_steps: int = 3               # stop after this many non-finite steps / opinion-less rollouts in a row
     max_steps: int = -1
     num_train_epochs: float = 1.0
     seed: int = 42
@@ -139,6 +142,18 @@ CHOICES = {
     "kl_approximator": ("k1", "k2", "k3", "low_var_kl", "kimikl", "fullkimi", "kl", "mse"),
     "torch_dtype": ("auto", "float32", "bfloat16", "float16", "float64"),
     "train_parts": ("all", "language_model", "projector", "projector+language_model"),
+    "attn_implementation": ("sdpa", "eager", "flash_attention_2", "flex_attention"),
+    # transformers' SchedulerType values that get_scheduler builds from (warmup, total steps) alone
+    "lr_scheduler_type": ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                          "constant_with_warmup", "inverse_sqrt"),
+}
+# transformers' other SchedulerType values: why mmr1's loop cannot drive them.
+UNSUPPORTED_SCHEDULERS = {
+    "reduce_lr_on_plateau": "it steps on a metric, which mmr1's GRPO loop does not pass",
+    "greedy": "it steps on a metric, which mmr1's GRPO loop does not pass",
+    "cosine_with_min_lr": "it needs min_lr through lr_scheduler_kwargs, which mmr1 does not pass",
+    "cosine_warmup_with_min_lr": "it needs min_lr through lr_scheduler_kwargs, which mmr1 does not pass",
+    "warmup_stable_decay": "it needs num_decay_steps through lr_scheduler_kwargs, which mmr1 does not pass",
 }
 # Accepted spellings of other tools, mapped to ours.
 ALIASES = {
@@ -205,7 +220,7 @@ def _coerce(value: Any, tp, key: str, where: str) -> Any:
             number = float(value)
         except ValueError:
             raise ConfigError(f"{where}: key {key!r} must be an integer, got {value!r}") from None
-        if number != int(number):
+        if not math.isfinite(number) or number != int(number):
             raise ConfigError(f"{where}: key {key!r} must be an integer, got {value!r}")
         return int(number)
     if tp is float:
@@ -216,6 +231,8 @@ def _coerce(value: Any, tp, key: str, where: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: key {key!r} must be a number, got {value!r}") from None
     if tp is str:
+        if value is None:
+            raise ConfigError(f"{where}: key {key!r} is empty; give a value, or remove the key for the default")
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: key {key!r} must be a string, got {value!r}")
         return str(value)
@@ -259,15 +276,99 @@ def build_config(data: dict, where: str = "config", config_path: str | None = No
         except ConfigError as exc:
             problems.append(str(exc))
     for key, choices in CHOICES.items():
-        if key in values and values[key] not in choices:
-            problems.append(f"{where}: {key} must be one of {', '.join(choices)}, got {values[key]!r}."
-                            f"{did_you_mean(str(values[key]), choices)}")
+        if key in values and values[key] is not None and values[key] not in choices:
+            problems.append(_choice_problem(key, values[key], choices, where))
             del values[key]
     config = TrainConfig(**values, config_path=config_path)
     problems += validate(config, where)
     if problems:
         raise ConfigError("\n".join(problems))
     return config
+
+
+def _choice_problem(key: str, value, choices, where: str) -> str:
+    if key == "lr_scheduler_type" and value in UNSUPPORTED_SCHEDULERS:
+        return (f"{where}: lr_scheduler_type {value!r} is not supported: {UNSUPPORTED_SCHEDULERS[value]}; "
+                f"use one of {', '.join(choices)}")
+    null = " (or null for transformers' default)" if key == "attn_implementation" else ""
+    return (f"{where}: {key} must be one of {', '.join(choices)}{null}, got {value!r}."
+            f"{did_you_mean(str(value), choices)}")
+
+
+def _requirement(low, strict: bool, high) -> str | None:
+    """'> 0 and finite', 'in [0, 1]', ... ; None when the value is in range."""
+    if high is not None:
+        return f"in [{low}, {high}{')' if strict else ']'}"
+    if low is None:
+        return "finite"
+    return f"{'>' if strict else '>='} {low} and finite"
+
+
+def _in_range(value, low, strict: bool, high) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    if low is not None and (value <= low if strict and high is None else value < low):
+        return False
+    return high is None or (value < high if strict else value <= high)
+
+
+def _numeric_problems(c: TrainConfig, where: str) -> list[str]:
+    """Finite numbers in their ranges: a NaN or inf here would train to NaN without a word."""
+    near_greedy = "use a small value such as 0.01 for near-greedy sampling"
+    temperatures = ["temperature"] + (["temperature_begin", "temperature_end"]
+                                      if c.temperature_schedule == "linear" else [])
+    checks = [(k, 0, True, None, near_greedy) for k in temperatures] + [
+        ("learning_rate", 0, True, None, "use a positive step size such as 1e-6"),
+        ("beta", 0, False, None, "0 turns the KL term off"),
+        ("epsilon", 0, False, None, "epsilon and epsilon_high must be >= 0, e.g. 0.2"),
+        ("epsilon_high", 0, False, None, "epsilon and epsilon_high must be >= 0, e.g. 0.28"),
+        ("delta", 0, True, None, "delta caps the importance ratio: use a value above 1 + epsilon, e.g. 4"),
+        ("entropy_weight", None, False, None, "0 turns the entropy term off"),
+        ("reward_scale", None, False, None, "use e.g. 1.0"),
+        ("max_grad_norm", 0, False, None, "use e.g. 1.0, or 0 to turn clipping off"),
+        ("warmup_ratio", 0, False, 1, "it is a fraction of the training steps"),
+        ("weight_decay", 0, False, None, "use e.g. 0.0 or 0.01"),
+        ("adam_beta1", 0, True, 1, "use e.g. 0.9"),
+        ("adam_beta2", 0, True, 1, "use e.g. 0.999"),
+        ("reward_timeout", 0, False, None, "seconds per reward call; 0 turns the deadline off"),
+    ]
+    p = []
+    for key, low, strict, high, fix in checks:
+        value = getattr(c, key)
+        if value is None and key in ("epsilon_high", "delta"):
+            continue
+        if not _in_range(value, low, strict, high):
+            p.append(f"{where}: {key} must be {_requirement(low, strict, high)}, got {value!r}; {fix}")
+    for j, w in enumerate(c.reward_weights or []):
+        if not math.isfinite(w):
+            p.append(f"{where}: reward_weights[{j}] must be finite, got {w!r}; give a finite weight per reward")
+    return p
+
+
+def _count_problems(c: TrainConfig, where: str) -> list[str]:
+    """Counts that must be >= 0 or >= 1."""
+    p = []
+    for key, low, fix in (("warmup_steps", 0, "use 0 for no warmup"),
+                          ("save_steps", 0, "use 0 to save only at the end"),
+                          ("max_nonfinite_steps", 1, "use e.g. 3")):
+        if getattr(c, key) < low:
+            p.append(f"{where}: {key} must be >= {low}, got {getattr(c, key)}; {fix}")
+    for key, fix in (("save_total_limit", "or remove it to keep every checkpoint"),
+                     ("train_sample_size", "or remove it to use every row")):
+        if getattr(c, key) is not None and getattr(c, key) < 1:
+            p.append(f"{where}: {key} must be at least 1, got {getattr(c, key)}; give a positive count {fix}")
+    return p
+
+
+def _deadline_problems(c: TrainConfig, where: str) -> list[str]:
+    """reward_timeout bounds a whole reward call, so it must leave room for a reward's own per-sample timeout."""
+    p = []
+    for name, options in (c.reward_kwargs or {}).items():
+        own = options.get("timeout") if isinstance(options, dict) else None
+        if c.reward_timeout and isinstance(own, (int, float)) and own >= c.reward_timeout:
+            p.append(f"{where}: reward_timeout ({c.reward_timeout:g} s) must be above reward {name!r}'s own "
+                     f"timeout option ({own:g} s); raise reward_timeout, or set it to 0 for no deadline")
+    return p
 
 
 def validate(c: TrainConfig, where: str = "config") -> list[str]:
@@ -292,10 +393,12 @@ def validate(c: TrainConfig, where: str = "config") -> list[str]:
         name = sorted(unknown)[0]
         p.append(f"{where}: reward_kwargs has options for {name!r}, which is not in rewards {c.rewards}."
                  f"{did_you_mean(name, c.rewards)}")
-    if c.epsilon_high is not None and c.epsilon_high < 0 or c.epsilon < 0:
-        p.append(f"{where}: epsilon and epsilon_high must be >= 0")
-    if c.beta < 0:
-        p.append(f"{where}: beta must be >= 0, got {c.beta}")
+    p += _numeric_problems(c, where) + _count_problems(c, where) + _deadline_problems(c, where)
+    if not str(c.output_dir).strip():
+        p.append(f"{where}: output_dir is empty; name the folder for checkpoints and final/, e.g. outputs/run")
+    if c.torch_dtype == "float16":
+        p.append(f"{where}: torch_dtype float16 cannot train; use bfloat16 or float32: float16 training needs "
+                 f"a loss scaler, which mmr1's GRPO loop does not use")
     if c.min_pixels and c.max_pixels and c.min_pixels > c.max_pixels:
         p.append(f"{where}: min_pixels ({c.min_pixels}) is larger than max_pixels ({c.max_pixels})")
     if c.max_steps < 1 and c.num_train_epochs <= 0:

@@ -21,11 +21,15 @@ from mmr1.config import TrainConfig
 from mmr1.grpo import algorithms as algo
 from mmr1.grpo.batching import BatchPlan, PromptSampler, plan_batches
 from mmr1.grpo.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from mmr1.grpo.rewards import RewardRunner, build_rewards
+from mmr1.grpo.rewards import RewardRunner, build_rewards, check_option_columns, dataset_columns
 from mmr1.rollout.base import SamplingParams
 from mmr1.rollout.sampling import completion_seed
 
 log = logging.getLogger("mmr1.train")
+
+
+class TrainingHalted(RuntimeError):
+    """The run stopped itself: non-finite steps or weights, or rewards without any opinion."""
 
 
 class PolicyScorer(nn.Module):
@@ -70,6 +74,7 @@ def prepare(config: TrainConfig, num_processes: int = 1) -> Prepared:
     loader = get_dataset(config.dataset)
     dataset = loader(path=_data_path(config, config.dataset_path), **config.dataset_kwargs)
     dataset = dataset.subsample(config.train_sample_size, config.seed)
+    check_option_columns(rewards, dataset_columns(dataset))
     if not config.model_name_or_path:
         raise ValueError("model_name_or_path is not set (a local folder or a hub id)")
     adapter_cls = resolve_adapter(config.model_name_or_path, config.model_adapter)
@@ -129,7 +134,7 @@ class GRPOTrainer:
         self.prepared = prepared or prepare(c, acc.num_processes)
         self.plan, self.template = self.prepared.plan, self.prepared.template
         self.dataset = self.prepared.dataset
-        self.rewards = RewardRunner(self.prepared.rewards)
+        self.rewards = RewardRunner(self.prepared.rewards, timeout=c.reward_timeout)
         self.reward_weights = torch.tensor(c.reward_weights or [1.0] * len(c.rewards), dtype=torch.float32)
         set_seed(c.seed)
 
@@ -178,6 +183,7 @@ class GRPOTrainer:
         self.backend = self.prepared.backend_cls(self.adapter, acc, config=c)
         self.sampler = PromptSampler(len(self.dataset), c.seed)
         self.global_step, self.rollout_step = 0, 0
+        self.nonfinite_steps, self._nonfinite_in_a_row, self._opinionless_in_a_row = 0, 0, 0
         self.output_dir = Path(c.output_dir)
         self.metrics_path = self.output_dir / "metrics.jsonl"
         self.completions_path = self.output_dir / "completions.jsonl"
@@ -251,6 +257,7 @@ class GRPOTrainer:
         columns.update(out.extras)
         columns["completion_ids"] = [ids[m.bool()].tolist() for ids, m in zip(out.completion_ids, out.completion_mask)]
         table = torch.tensor(self.rewards(out.texts, **columns), dtype=torch.float32)   # (n_local, R)
+        self._check_opinions()
         t2 = time.perf_counter()
 
         # gather every process's rewards in global completion order
@@ -337,7 +344,7 @@ class GRPOTrainer:
         c, acc, plan = self.config, self.accelerator, self.plan
         ga = plan.gradient_accumulation_steps
         normalisers = self._token_normalisers(buffer)
-        logs = []
+        logs, window_finite = [], True
         for _ in range(c.num_iterations):
             for s in range(plan.steps_per_generation):
                 sl = self._micro_slice(s)
@@ -364,19 +371,87 @@ class GRPOTrainer:
                 metrics.update(loss=loss.item() * (1 if c.loss_type == "dapo" else ga),
                                **{"time/update": time.perf_counter() - t0})
                 logs.append(metrics)
+                window_finite = (window_finite if s % ga else True) and math.isfinite(metrics["loss"])
                 if last:
                     grad_norm = None
                     if c.max_grad_norm and c.max_grad_norm > 0:
                         grad_norm = acc.clip_grad_norm_(self.scorer.parameters(), c.max_grad_norm)
-                    self.optimizer.step()
-                    self.scheduler.step()
+                    if self._all_ranks_finite(window_finite, grad_norm):
+                        self.optimizer.step()
+                        self.scheduler.step()
+                        self._nonfinite_in_a_row = 0
+                    else:
+                        self._skip_step()
                     self.optimizer.zero_grad(set_to_none=True)
                     self.global_step += 1
                     logs[-1]["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
                     logs[-1]["learning_rate"] = self.scheduler.get_last_lr()[0]
+                    if self._nonfinite_in_a_row >= c.max_nonfinite_steps:
+                        raise TrainingHalted(self._nonfinite_message())
                     if self.global_step >= self.total_steps:
                         return logs
         return logs
+
+    # -- finite or stop -------------------------------------------------------------------------
+    def _any_rank(self, flag: bool) -> bool:
+        """True if ``flag`` holds on any process (the same answer on every rank)."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return flag
+        return acc.reduce(torch.tensor([float(flag)], device=acc.device), reduction="sum").item() > 0
+
+    def _all_ranks_finite(self, loss_finite: bool, grad_norm) -> bool:
+        """Loss and gradient norm finite on every process (the gradients themselves when not clipping)."""
+        if grad_norm is not None:
+            finite = loss_finite and math.isfinite(float(grad_norm))
+        else:
+            finite = loss_finite and all(bool(torch.isfinite(p.grad).all()) for p in self.scorer.parameters()
+                                         if p.grad is not None)
+        return not self._any_rank(not finite)
+
+    def _skip_step(self) -> None:
+        """Drop a step with a non-finite loss or gradient: no optimizer or scheduler step; counted."""
+        self.nonfinite_steps += 1
+        self._nonfinite_in_a_row += 1
+        log.warning("step %d: non-finite loss or gradient norm; the optimizer step is skipped (%d in a row, "
+                    "the run stops at max_nonfinite_steps=%d)", self.global_step + 1, self._nonfinite_in_a_row,
+                    self.config.max_nonfinite_steps)
+
+    def _nonfinite_message(self) -> str:
+        n = self._nonfinite_in_a_row
+        return (f"stopped at step {self.global_step}: {n} optimizer step(s) in a row had a non-finite loss or "
+                f"gradient norm (max_nonfinite_steps={self.config.max_nonfinite_steps}); they were skipped, so the "
+                f"weights are those from before them, and nothing more is saved. Lower learning_rate, use "
+                f"torch_dtype float32, or check the rewards and the data")
+
+    def _check_opinions(self) -> None:
+        """Stop after ``max_nonfinite_steps`` rollouts in a row where every reward call failed."""
+        if not self._any_rank(not self.rewards.last_all_failed):
+            self._opinionless_in_a_row += 1
+        else:
+            self._opinionless_in_a_row = 0
+        if self._opinionless_in_a_row >= self.config.max_nonfinite_steps:
+            raise TrainingHalted(
+                f"no reward gave an opinion: the run cannot learn. In {self._opinionless_in_a_row} rollouts in a "
+                f"row (max_nonfinite_steps={self.config.max_nonfinite_steps}) every call of every reward "
+                f"({', '.join(self.rewards.names)}) failed; see the warnings of the mmr1.rewards logger above")
+
+    def _check_weights(self, what: str) -> None:
+        """Refuse to save non-finite weights: raise TrainingHalted naming the first bad tensor."""
+        acc = self.accelerator
+        named = list(self.policy.named_parameters())
+        if not named:
+            return
+        device = named[0][1].device
+        finite = torch.stack([torch.isfinite(p.detach()).all().to(device) for _, p in named]).cpu()
+        first = int((~finite).nonzero()[0]) if not finite.all() else len(named)
+        if acc.num_processes > 1:
+            first = int(acc.gather(torch.tensor([first], device=acc.device)).min())
+        if first < len(named):
+            raise TrainingHalted(
+                f"refusing to save {what}: weight {named[first][0]!r} has non-finite values (NaN or inf), so "
+                f"nothing was written to {self.output_dir}. Lower learning_rate, use torch_dtype float32, or "
+                f"resume from an earlier checkpoint")
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self) -> list[dict]:
@@ -401,6 +476,7 @@ class GRPOTrainer:
             buffer, stats = self.rollout()
             logs = self.update(buffer)
             stats.update(_mean_logs(logs))
+            stats["nonfinite_steps"] = self.nonfinite_steps
             stats["time/step"] = time.perf_counter() - t0
             stats["step"], stats["epoch"] = self.global_step, round(self.sampler.epoch, 4)
             self.history.append(stats)
@@ -426,11 +502,13 @@ class GRPOTrainer:
 
     def save(self):
         """Checkpoints are taken at rollout boundaries, where the data position fully describes the state."""
+        self._check_weights(f"checkpoint-{self.global_step}")
         return save_checkpoint(self.accelerator, self.scorer, self.processor, self.state(), self.output_dir,
                                self.global_step, self.config.save_total_limit)
 
     def save_final(self) -> None:
         acc = self.accelerator
+        self._check_weights("final/")
         acc.wait_for_everyone()
         if acc.is_main_process:
             final = self.output_dir / "final"
