@@ -3,10 +3,12 @@ the verdict every demo ends with. Learning itself is measured over seeds and thr
 ``bench/demo_seeds.py`` (``bench/demo_seeds.md``)."""
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
-from mmr1 import cli
+from mmr1 import cli, demo
 from mmr1.demo import run_vl_demo
 from mmr1.verdicts import t2i_verdict, vl_verdict
 
@@ -66,3 +68,14 @@ def test_demo_command_exits_nonzero_when_a_demo_did_not_learn(monkeypatch, tmp_p
     assert "verdict: DID NOT LEARN" in capsys.readouterr().out
     monkeypatch.setattr(mmr1.demo, "run_vl_demo", lambda *a, **k: {**VL_OK, "plot": "p.png"})
     assert cli.main(["demo", "--only", "vl", "--out", str(tmp_path)]) == 0
+
+
+CONFIG = Path(__file__).resolve().parent.parent / "local_scripts" / "train" / "configs" / "demo_cpu.yaml"
+
+
+def test_demo_cpu_yaml_matches_the_demo_settings():
+    cfg = yaml.safe_load(CONFIG.read_text())
+    assert cfg["num_generations"] == demo.GENERATIONS
+    assert cfg["per_device_train_batch_size"] == demo.PROMPTS_PER_STEP * demo.GENERATIONS
+    assert cfg["beta"] == demo.BETA and cfg["kl_approximator"] == "k3"
+    assert cfg["max_completion_length"] == demo.MAX_TOKENS
