@@ -263,3 +263,18 @@ def test_invalid_yaml_and_non_mapping(tmp_path):
     assert str(path) in message and "invalid YAML" in message
     path = _yaml(tmp_path, "- a\n- b\n", name="list.yaml")
     assert "must be a mapping" in _error(path)
+
+
+@pytest.mark.parametrize("key, typo", [
+    ("loss_type", "grpoo"),
+    ("scale_rewards", "groups"),
+    ("temperature_schedule", "cosine"),
+    ("importance_sampling_level", "sequense"),
+    ("kl_approximator", "k4"),
+    ("torch_dtype", "fp32"),
+    ("train_parts", "vision"),
+])
+def test_every_choice_key_rejects_a_value_outside_its_options(key, typo):
+    """Checked when the config loads, not at the first training step."""
+    with pytest.raises(ConfigError, match=f"{key} must be one of .*'{typo}'"):
+        build_config({key: typo})

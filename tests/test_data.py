@@ -378,3 +378,17 @@ def test_shapes_mixed_and_options():
         make_shapes_rows(1, colors=["mauve"])
     with pytest.raises(ValueError, match="task must be"):
         make_shapes_rows(1, task="size")
+
+
+def test_null_problem_or_solution_is_reported_like_a_missing_one(data_dir):
+    path = _jsonl(data_dir / "nulls.jsonl", [
+        {"problem": "a", "solution": None},
+        {"problem": None, "solution": "1"},
+        {"problem": "ok", "solution": "1"},
+    ])
+    with pytest.raises(DataError) as info:
+        load_json(str(path))
+    message = str(info.value)
+    assert f"{path}, row 1: missing field 'solution'" in message
+    assert f"{path}, row 2: missing field 'problem'" in message
+    assert [r["problem"] for r in load_json(str(path), strict=False)] == ["ok"]

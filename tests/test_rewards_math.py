@@ -249,3 +249,16 @@ def test_trl_conversational_completions(reward):
     assert reward("accuracy")([convo], solution=["2"]) == [1.0]
     assert reward("count")([convo], solution=[2]) == [1.0]
     assert reward("mcq")([parts], solution=["B"], problem=[PROBLEM]) == [1.0]
+
+
+def test_accuracy_without_tags_reads_the_end_of_a_long_completion(reward):
+    """With no <answer> block and no \\boxed{}, the final answer is searched in the last 2,000
+    characters: a long preamble does not hide it, and a number early on does not count."""
+    filler = "let me think about this step by step. " * 80     # 3,120 characters without a digit
+    assert reward("accuracy")([filler + "The final answer is 7."], solution=["7"]) == [1.0]
+    assert reward("accuracy")(["First guess: 7. " + filler + "So it is 8."], solution=["7"]) == [0.0]
+
+
+def test_mcq_scores_the_last_answer_phrase_of_a_self_correcting_completion(reward):
+    text = "The answer is A. Wait, a cat does not bark, so the answer is B."
+    assert reward("mcq")([text, text], solution=["B", "A"], problem=[PROBLEM, PROBLEM]) == [1.0, 0.0]

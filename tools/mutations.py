@@ -1,0 +1,342 @@
+"""The mutations ``tools/mutate.py`` applies, one at a time, to a copy of the tree.
+
+Each entry replaces one exact snippet ``old`` (which must occur exactly once in ``file``) by
+``new``; ``description`` says which behaviour that breaks. ``tests`` are pytest node ids (or test
+files) run first, with ``-x``; ``k`` is an optional ``-k`` expression for that first run. When the
+targeted run passes, the whole core suite decides. ``tests/test_mutations_apply.py`` keeps this list
+in step with the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AREAS = ("trainer", "algorithms", "batching", "rewards", "checkpoint", "rollout", "data", "config")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    id: str
+    area: str
+    file: str
+    old: str
+    new: str
+    description: str
+    tests: tuple[str, ...] = ()
+    k: str | None = None
+
+
+TRAINER = "mmr1/grpo/trainer.py"
+ALGORITHMS = "mmr1/grpo/algorithms.py"
+BATCHING = "mmr1/grpo/batching.py"
+REWARDS = "mmr1/grpo/rewards.py"
+CHECKPOINT = "mmr1/grpo/checkpoint.py"
+ROLLOUT_HF = "mmr1/rollout/hf.py"
+SAMPLING = "mmr1/rollout/sampling.py"
+CONFIG = "mmr1/config.py"
+T_TRAINER = "tests/test_grpo_trainer.py"
+T_OPTIONS = "tests/test_training_options.py"
+T_ALGO = "tests/test_algorithms.py"
+T_MECH = "tests/test_mechanisms.py"
+T_MATH = "tests/test_rewards_math.py"
+T_VISION = "tests/test_rewards_vision.py"
+T_DATA = "tests/test_data.py"
+T_CONFIG = "tests/test_config.py"
+
+MUTATIONS: list[Mutation] = [
+    # -- training options ---------------------------------------------------------------------
+    Mutation(
+        "trainer-beta-ignored", "trainer", TRAINER,
+        old="c.beta, self.kl_estimator, entropy,",
+        new="0.0, self.kl_estimator, entropy,",
+        description="the KL penalty is computed and logged but never added to the loss (beta has no effect)",
+        tests=(T_OPTIONS,),
+    ),
+    Mutation(
+        "trainer-importance-sampling-level-ignored", "trainer", TRAINER,
+        old="                        c.importance_sampling_level,\n",
+        new='                        "token",\n',
+        description="importance_sampling_level: sequence (GSPO) trains with token-level ratios",
+        tests=(T_OPTIONS,),
+    ),
+    Mutation(
+        "trainer-gradient-checkpointing-never-on", "trainer", TRAINER,
+        old="        if c.gradient_checkpointing:\n            if hasattr(model,",
+        new="        if False:\n            if hasattr(model,",
+        description="gradient_checkpointing: true never enables checkpointing on the model",
+        tests=(T_OPTIONS,),
+    ),
+    Mutation(
+        "trainer-periodic-save-removed", "checkpoint", TRAINER,
+        old="                self.save()\n                next_save = self._next_save()",
+        new="                next_save = self._next_save()",
+        description="save_steps writes no checkpoint during training (only the final model)",
+        tests=(T_OPTIONS, f"{T_TRAINER}::test_resume_gives_the_same_weights"),
+    ),
+    Mutation(
+        "trainer-old-logp-never-scored", "trainer", TRAINER,
+        old="need_old = c.num_iterations > 1 or plan.steps_per_generation > plan.gradient_accumulation_steps",
+        new="need_old = False",
+        description="with num_iterations > 1 the ratio stays 1: later passes are not importance-weighted or clipped",
+        tests=(f"{T_OPTIONS}::test_num_iterations_passes_over_each_rollout",),
+    ),
+    Mutation(
+        "trainer-update-ignores-temperature", "rollout", TRAINER,
+        old='logits = algo.at_least_float32(logits) / buffer["temperature"]',
+        new="logits = algo.at_least_float32(logits)",
+        description="the update scores log-probs at temperature 1 while rollouts sample at the configured temperature",
+        tests=(f"{T_OPTIONS}::test_temperature_schedule_drives_rollout_and_loss",),
+    ),
+    # -- algorithms -----------------------------------------------------------------------------
+    Mutation(
+        "adv-biased-std", "algorithms", ALGORITHMS,
+        old="var = sq / (count - 1)",
+        new="var = sq / count",
+        description="group std is the biased (population) std, not the unbiased one trl and MMR1 use",
+        tests=(f"{T_ALGO}::test_group_advantages_group_scaling",),
+    ),
+    Mutation(
+        "adv-no-mean-clamp-dropped", "algorithms", ALGORITHMS,
+        old="advantages = advantages.clamp(-1.0, 1.0)",
+        new="advantages = advantages",
+        description="no_mean_for_same_reward no longer clamps advantages to [-1, 1] (all-equal groups get r / eps)",
+        tests=(f"{T_ALGO}::test_group_advantages_no_mean_for_same_reward",),
+    ),
+    Mutation(
+        "clip-epsilon-high-ignored", "algorithms", ALGORITHMS,
+        old="clipped = ratio.clamp(1.0 - epsilon_low, 1.0 + epsilon_high)",
+        new="clipped = ratio.clamp(1.0 - epsilon_low, 1.0 + epsilon_low)",
+        description="epsilon_high (DAPO clip-higher) is ignored: the upper clip is 1 + epsilon",
+        tests=(f"{T_ALGO}::test_clipping_zeroes_gradient_outside_the_band",),
+    ),
+    Mutation(
+        "kl-k3-control-variate-dropped", "algorithms", ALGORITHMS,
+        old="        return torch.exp(d) - d - 1\n",
+        new="        return torch.exp(d) - 1\n",
+        description="k3 loses its -d term: a biased, possibly negative KL estimate",
+        tests=(f"{T_ALGO}::test_kl_estimators_at_known_point",),
+    ),
+    Mutation(
+        "loss-grpo-as-token-mean", "algorithms", ALGORITHMS,
+        old="loss = (masked.sum(-1) / m.sum(-1).clamp(min=1.0)).mean()",
+        new="loss = masked.sum() / m.sum().clamp(min=1.0)",
+        description="loss_type grpo normalises like bnpo (one token mean) instead of a mean of per-sequence means",
+        tests=(f"{T_ALGO}::test_loss_normalisation",),
+    ),
+    # -- batching -------------------------------------------------------------------------------
+    Mutation(
+        "batch-steps-ignore-iterations", "batching", BATCHING,
+        old="return self.steps_per_generation * self.num_iterations // self.gradient_accumulation_steps",
+        new="return self.steps_per_generation // self.gradient_accumulation_steps",
+        description="steps per rollout ignore num_iterations: an epoch-based run stops after 1/num_iterations of the data",
+        tests=(f"{T_MECH}::test_one_epoch_with_several_iterations_sees_every_prompt_once",),
+    ),
+    Mutation(
+        "batch-group-divisibility-unchecked", "batching", BATCHING,
+        old="    if total % num_generations:\n",
+        new="    if False:\n",
+        description="a rollout that cannot hold whole groups is accepted and fails later, after the model has loaded",
+        tests=(T_MECH, "tests/test_cli.py"),
+    ),
+    Mutation(
+        "batch-sampler-same-order-each-epoch", "batching", BATCHING,
+        old="random.Random(self.seed * 100_003 + epoch).shuffle(order)",
+        new="random.Random(self.seed * 100_003).shuffle(order)",
+        description="every epoch visits the prompts in the same order",
+        tests=(f"{T_MECH}::test_prompt_sampler_reshuffles_every_epoch_and_resumes_from_its_count",),
+    ),
+    # -- rewards --------------------------------------------------------------------------------
+    Mutation(
+        "rewards-weights-ignored", "rewards", TRAINER,
+        old="total = algo.combine_rewards(global_table, self.reward_weights) * c.reward_scale",
+        new="total = algo.combine_rewards(global_table) * c.reward_scale",
+        description="reward_weights are ignored: every reward counts with weight 1",
+        tests=(f"{T_MECH}::test_reward_weights_weight_the_total_reward",),
+    ),
+    Mutation(
+        "rewards-none-counts-as-zero", "rewards", REWARDS,
+        old="table[i][j] = math.nan if v is None else v",
+        new="table[i][j] = 0.0 if v is None else v",
+        description="a reward's None ('no opinion') is scored 0 and enters the group baseline",
+        tests=(f"{T_MECH}::test_reward_runner_keeps_none_as_no_opinion_and_passes_reward_kwargs",),
+    ),
+    Mutation(
+        "rewards-function-options-dropped", "rewards", REWARDS,
+        old="return self.fn(completions, **kwargs, **self.options)",
+        new="return self.fn(completions, **kwargs)",
+        description="reward_kwargs never reach function rewards (e.g. accuracy timeout, iou box_format)",
+        tests=(f"{T_MECH}::test_reward_runner_keeps_none_as_no_opinion_and_passes_reward_kwargs",),
+    ),
+    Mutation(
+        "math-format-allows-trailing-text", "rewards", "plugins/mmr1_math/format.py",
+        old=r'THINK_ANSWER = re.compile(rf"^\s*<think>{_BODY}</think>\s*<answer>{_BODY}</answer>\s*$", re.DOTALL)',
+        new=r'THINK_ANSWER = re.compile(rf"^\s*<think>{_BODY}</think>\s*<answer>{_BODY}</answer>", re.DOTALL)',
+        description="format accepts text after </answer>",
+        tests=(T_MATH,),
+    ),
+    Mutation(
+        "math-accuracy-reads-head", "rewards", "plugins/mmr1_math/accuracy.py",
+        old="pred = pred[-WHOLE_COMPLETION_TAIL:]",
+        new="pred = pred[:WHOLE_COMPLETION_TAIL]",
+        description="with no <answer>/\\boxed, accuracy searches the first 2,000 characters instead of the last",
+        tests=(f"{T_MATH}::test_accuracy_without_tags_reads_the_end_of_a_long_completion",),
+    ),
+    Mutation(
+        "math-accuracy-missing-solution-zero", "rewards", "plugins/mmr1_math/accuracy.py",
+        old="        if gold is None or not gold.strip():\n            continue\n",
+        new="        if gold is None or not gold.strip():\n            rewards[i] = 0.0\n            continue\n",
+        description="a row without a solution scores 0 instead of None (no opinion)",
+        tests=(T_MATH,),
+    ),
+    Mutation(
+        "math-mcq-first-phrase", "rewards", "plugins/mmr1_math/choice.py",
+        old="        return found[-1]\n",
+        new="        return found[0]\n",
+        description="mcq takes the first 'the answer is X' phrase, not the last: a self-correction scores as the first guess",
+        tests=(f"{T_MATH}::test_mcq_scores_the_last_answer_phrase_of_a_self_correcting_completion",),
+    ),
+    Mutation(
+        "vision-qwen1000-y-scaled-by-width", "rewards", "plugins/mmr1_vision/grounding.py",
+        old="return (box[0] * w / 1000.0, box[1] * h / 1000.0, box[2] * w / 1000.0, box[3] * h / 1000.0)",
+        new="return (box[0] * w / 1000.0, box[1] * w / 1000.0, box[2] * w / 1000.0, box[3] * w / 1000.0)",
+        description="qwen1000 boxes scale y by the image width: wrong IoU on non-square images",
+        tests=(T_VISION,),
+    ),
+    Mutation(
+        "vision-perpo-iou-not-squared", "rewards", "plugins/mmr1_vision/grounding.py",
+        old="out.append(iou * iou if iou > 0 else -0.2)",
+        new="out.append(iou if iou > 0 else -0.2)",
+        description="perpo_reward gives IoU instead of IoU^2 for overlapping boxes",
+        tests=(T_VISION,),
+    ),
+    Mutation(
+        "vision-detection-unscored-rank-reversed", "rewards", "plugins/mmr1_vision/detection.py",
+        old="scores = [float(len(pred) - k) for k in range(len(pred))]",
+        new="scores = [float(k) for k in range(len(pred))]",
+        description="detection boxes without scores are ranked last-written-first instead of first-written-first",
+        tests=(T_VISION,),
+    ),
+    # -- checkpoint -----------------------------------------------------------------------------
+    Mutation(
+        "ckpt-lexicographic-order", "checkpoint", CHECKPOINT,
+        old="return [p for _, p in sorted(found)]",
+        new="return sorted(p for _, p in found)",
+        description="checkpoints sort by name: checkpoint-9 counts as newer than checkpoint-10 (resume latest, pruning)",
+        tests=(f"{T_MECH}::test_checkpoints_are_ordered_by_step_and_latest_is_the_highest",),
+    ),
+    Mutation(
+        "ckpt-latest-is-oldest", "checkpoint", CHECKPOINT,
+        old="return found[-1] if found else None",
+        new="return found[0] if found else None",
+        description="resume_from_checkpoint: latest resumes from the oldest checkpoint",
+        tests=(f"{T_MECH}::test_checkpoints_are_ordered_by_step_and_latest_is_the_highest",),
+    ),
+    Mutation(
+        "ckpt-prune-keeps-oldest", "checkpoint", CHECKPOINT,
+        old="for old in list_checkpoints(root)[:-total_limit]:",
+        new="for old in list_checkpoints(root)[total_limit:]:",
+        description="save_total_limit deletes the newest checkpoints and keeps the oldest",
+        tests=(f"{T_MECH}::test_save_checkpoint_writes_every_part_and_keeps_the_newest",),
+    ),
+    Mutation(
+        "ckpt-processor-not-saved", "checkpoint", CHECKPOINT,
+        old='            processor.save_pretrained(tmp / "model")\n',
+        new="            pass\n",
+        description="a checkpoint's model folder has no tokenizer/processor files",
+        tests=(f"{T_MECH}::test_save_checkpoint_writes_every_part_and_keeps_the_newest",),
+    ),
+    Mutation(
+        "ckpt-resume-rollout-step-reset", "checkpoint", TRAINER,
+        old='self.global_step, self.rollout_step = state["global_step"], state["rollout_step"]',
+        new='self.global_step, self.rollout_step = state["global_step"], 0',
+        description="a resumed run restarts the rollout counter, so it re-samples the seeds of the first rollouts",
+        tests=(f"{T_TRAINER}::test_resume_gives_the_same_weights",),
+    ),
+    # -- rollout --------------------------------------------------------------------------------
+    Mutation(
+        "rollout-seed-ignores-index", "rollout", SAMPLING,
+        old="return (run_seed * 1_000_003 + step) * 1_000_033 + index",
+        new="return (run_seed * 1_000_003 + step) * 1_000_033",
+        description="every completion of a rollout gets the same seed: a group's completions are identical",
+        tests=(f"{T_MECH}::test_completion_seeds_differ_across_completions_steps_and_runs",),
+    ),
+    Mutation(
+        "rollout-eos-outside-mask", "rollout", ROLLOUT_HF,
+        old="mask = (torch.arange(ids.shape[1], device=device)[None] <= first_end[:, None]).long()",
+        new="mask = (torch.arange(ids.shape[1], device=device)[None] < first_end[:, None]).long()",
+        description="the end token is not part of the completion mask, so the policy is never trained to stop",
+        tests=(f"{T_MECH}::test_hf_rollout_mask_keeps_the_end_token_and_flags_only_unended_rows",),
+    ),
+    Mutation(
+        "rollout-truncation-flag-inverted", "rollout", ROLLOUT_HF,
+        old="return Rollout(prompt_index, ids, mask, ~has_end, texts)",
+        new="return Rollout(prompt_index, ids, mask, has_end, texts)",
+        description="is_truncated marks the completions that did end (mask_truncated_completions drops the wrong ones)",
+        tests=(f"{T_MECH}::test_hf_rollout_mask_keeps_the_end_token_and_flags_only_unended_rows",),
+    ),
+    Mutation(
+        "rollout-sampling-ignores-temperature", "rollout", SAMPLING,
+        old="scores = filter_logits(logits.float() / temperature, top_k, top_p)",
+        new="scores = filter_logits(logits.float(), top_k, top_p)",
+        description="sampling ignores the temperature (any positive temperature samples at 1)",
+        tests=(f"{T_MECH}::test_sampling_temperature_sharpens_and_flattens_the_distribution",),
+    ),
+    # -- data -----------------------------------------------------------------------------------
+    Mutation(
+        "data-subsample-ignores-seed", "data", "mmr1/data/dataset.py",
+        old="rng = random.Random(seed)",
+        new="rng = random.Random(0)",
+        description="train_sample_size picks the same subset whatever the seed",
+        tests=(f"{T_DATA}::test_subsample_is_deterministic_by_seed",),
+    ),
+    Mutation(
+        "data-jsonl-rows-zero-based", "data", "mmr1/data/json_loader.py",
+        old="for lineno, line in enumerate(text.splitlines(), start=1):",
+        new="for lineno, line in enumerate(text.splitlines()):",
+        description="JSONL problems name the line before the faulty one",
+        tests=(T_DATA,),
+    ),
+    Mutation(
+        "data-null-solution-accepted", "data", "mmr1/data/rows.py",
+        old="if key not in data or data[key] is None:",
+        new="if key not in data:",
+        description="a row whose problem or solution is null is accepted",
+        tests=(f"{T_DATA}::test_null_problem_or_solution_is_reported_like_a_missing_one",),
+    ),
+    Mutation(
+        "data-pil-image-kept-as-is", "data", "mmr1/data/images.py",
+        old='    if isinstance(ref, Image.Image):\n        return ref.convert("RGB")\n',
+        new="    if isinstance(ref, Image.Image):\n        return ref\n",
+        description="in-memory PIL images (HF datasets, shapes) are not converted to RGB (RGBA/L reach the processor)",
+        tests=(T_DATA,),
+    ),
+    # -- config ---------------------------------------------------------------------------------
+    Mutation(
+        "config-bare-flag-false", "config", CONFIG,
+        old='raw, i = "true", i + 1',
+        new='raw, i = "false", i + 1',
+        description="a bare --flag on the command line sets it to false",
+        tests=(T_CONFIG, "tests/test_cli.py"),
+    ),
+    Mutation(
+        "config-isl-choice-unchecked", "config", CONFIG,
+        old='    "importance_sampling_level": ("token", "sequence"),\n',
+        new="",
+        description="a misspelt importance_sampling_level passes the config check and fails only at the first update",
+        tests=(f"{T_CONFIG}::test_every_choice_key_rejects_a_value_outside_its_options",),
+    ),
+    Mutation(
+        "config-alias-reward-funcs-dropped", "config", CONFIG,
+        old='    "reward_funcs": "rewards",\n',
+        new="",
+        description="trl's reward_funcs key is no longer accepted as an alias of rewards",
+        tests=(T_CONFIG,),
+    ),
+    Mutation(
+        "config-int-truncates-fraction", "config", CONFIG,
+        old="if not math.isfinite(number) or number != int(number):",
+        new="if not math.isfinite(number):",
+        description="an integer key given 2.5 silently becomes 2",
+        tests=(T_CONFIG,),
+    ),
+]
