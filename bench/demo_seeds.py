@@ -2,7 +2,9 @@
 
     python bench/demo_seeds.py [--part vl|t2i|both] [--vl-seeds 0,1,2,3,4] [--t2i-seeds 0,1,2]
                                [--threads 1,2] [--parallel 2] [--out outputs/demo_seeds]
-                               [--table bench/demo_seeds.md]   (cells also in bench/demo_seeds.json)
+                               [--table bench/demo_seeds.md] [--no-readme]
+
+The cells are also kept in bench/demo_seeds.json, and README.md's quoted tables are rewritten.
 
 Each cell is one ``mmr1 demo --only PART --seed S --threads T`` in its own process: the command a
 user runs, with nothing changed. ``--parallel`` cells run at once, and whenever fewer cells than
@@ -147,6 +149,22 @@ def write_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def quote_in_readme(table: str, readme: Path) -> None:
+    """Replace the text between ``<!-- VL-TABLE -->`` / ``<!-- T2I-TABLE -->`` and their closing markers."""
+    text = readme.read_text()
+    for title, marker in (("## Vision-language", "VL-TABLE"), ("## Text-to-image", "T2I-TABLE")):
+        opening, closing = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+        if title not in table or opening not in text:
+            continue
+        start = table.index(title)
+        end = table.find("\n## ", start + 1)
+        body = table[start:end if end > 0 else None].split("\n", 2)[2].strip()
+        head, rest = text.split(opening, 1)
+        tail = rest.split(closing, 1)[1] if closing in rest else rest
+        text = f"{head}{opening}\n{body}\n{closing}{tail}"
+    readme.write_text(text)
+
+
 def _run_info(args, started: float) -> dict:
     import torch
     import transformers
@@ -167,6 +185,7 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "demo_seeds")
     p.add_argument("--quick", action="store_true", help="quick demos (checks this script; the bars cannot be met)")
+    p.add_argument("--no-readme", dest="readme", action="store_false", help="leave README.md's quoted tables alone")
     p.add_argument("--table", type=Path, default=ROOT / "bench" / "demo_seeds.md")
     args = p.parse_args(argv)
     started = time.time()
@@ -179,6 +198,8 @@ def main(argv=None) -> int:
     store.write_text(json.dumps(results, indent=1, default=str))
     text = write_table(results)
     args.table.write_text(text + "\n")
+    if args.readme:
+        quote_in_readme(text, ROOT / "README.md")
     print(text)
     return 0 if all(r["learned"] for r in rows) else 1
 
