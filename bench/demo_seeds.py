@@ -94,8 +94,9 @@ def run_grid(args) -> list[dict]:
 def _commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!bench/demo_seeds.md", ":!bench/demo_seeds.json", ":!README.md"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()   # its own outputs don't count
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     except OSError:
         return "unknown"
