@@ -296,7 +296,7 @@ def _choice_problem(key: str, value, choices, where: str) -> str:
 
 
 def _requirement(low, strict: bool, high) -> str | None:
-    """'> 0 and finite', 'in [0, 1]', ... ; None when the value is in range."""
+    """What :func:`_in_range` requires, in words: '> 0 and finite', 'in [0, 1)', ..."""
     if high is not None:
         return f"in [{low}, {high}{')' if strict else ']'}"
     if low is None:

@@ -126,9 +126,9 @@ def check_option_columns(rewards: list[RewardFunction], columns) -> None:
         raise RewardOptionError("\n".join(problems))
 
 
-def dataset_columns(dataset) -> set[str]:
-    """The column names rewards receive from a dataset's rows."""
-    return {k for row in dataset for k in row if k not in ("image", "_source")}
+def dataset_columns(rows) -> set[str]:
+    """The column names rewards receive from these rows (a dataset, or one rollout's rows)."""
+    return {k for row in rows for k in row if k not in ("image", "_source")}
 
 
 def from_trl(fn):

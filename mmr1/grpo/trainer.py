@@ -225,8 +225,7 @@ class GRPOTrainer:
     def _reward_columns(self, rows, prompt_of, messages_of, images_of) -> dict:
         columns: dict[str, list] = {"prompts": [messages_of[p] for p in prompt_of],
                                     "images": [images_of[p] for p in prompt_of]}
-        keys = {k for r in rows for k in r if k not in ("image", "_source")}
-        for k in sorted(keys):
+        for k in sorted(dataset_columns(rows)):
             columns[k] = [rows[p].get(k) for p in prompt_of]
         return columns
 
