@@ -11,6 +11,7 @@ import sys
 def _user_errors() -> tuple[type, ...]:
     from mmr1.config import ConfigError
     from mmr1.data import DataError, ImageLoadError
+    from mmr1.grpo.setup import PreflightError
     from mmr1.grpo.batching import BatchConfigError
     from mmr1.grpo.rewards import RewardError
     from mmr1.plugins import PluginError
@@ -18,7 +19,7 @@ def _user_errors() -> tuple[type, ...]:
     from mmr1.templates import TemplateError
 
     return (ConfigError, DataError, ImageLoadError, BatchConfigError, RewardError, PluginError,
-            RegistryError, TemplateError, FileNotFoundError)
+            RegistryError, TemplateError, PreflightError, FileNotFoundError)
 
 
 # -- list ---------------------------------------------------------------------------------------
@@ -49,66 +50,24 @@ def cmd_list(args) -> int:
 
 # -- check --------------------------------------------------------------------------------------
 def cmd_check(args) -> int:
-    """Validate a config: keys, names, batch arithmetic, every data row and image. All problems at once."""
-    from tqdm.auto import tqdm
+    """Validate a config: keys, names, batch arithmetic, every data row, image and prompt. All problems at once.
 
+    The same checks ``mmr1 train`` runs before any weights load (:func:`mmr1.grpo.setup.preflight`).
+    """
     from mmr1.config import ConfigError, load_config
+    from mmr1.grpo.setup import preflight
 
-    problems: list[str] = []
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
         print("config problems:\n  " + str(exc).replace("\n", "\n  "))
         return 1
-    from mmr1.grpo.batching import plan_batches
-    from mmr1.grpo.rewards import build_rewards, check_option_columns, dataset_columns
-    from mmr1.models.adapters import resolve_adapter
-    from mmr1.plugins import get_dataset, get_rollout_backend, load_plugins
-    from mmr1.templates import resolve_template
-
-    built = {}
-    steps = [
-        ("plugins", lambda: load_plugins(config.plugins, base_dir=config.config_dir)),
-        ("batch", lambda: plan_batches(args.num_processes, config.per_device_train_batch_size,
-                                       config.num_generations, config.gradient_accumulation_steps,
-                                       config.steps_per_generation, config.num_iterations)),
-        ("template", lambda: resolve_template(config.template, config.system_prompt_template,
-                                              config.question_template, config.answer_template)),
-        ("rewards", lambda: built.update(rewards=build_rewards(config.rewards, config.reward_kwargs))),
-        ("rollout backend", lambda: get_rollout_backend(config.rollout_backend)),
-        ("model", lambda: resolve_adapter(config.model_name_or_path, config.model_adapter)
-         if config.model_name_or_path else (_ for _ in ()).throw(ValueError("model_name_or_path is not set"))),
-    ]
-    errors = _user_errors() + (ValueError, OSError)
-    for label, step in steps:
-        try:
-            step()
-        except errors as exc:
-            problems.append(f"{label}: {exc}")
-    from mmr1.grpo.trainer import _data_path
-
-    for label, path, kwargs in (("train data", config.dataset_path, config.dataset_kwargs),
-                                ("eval data", config.eval_dataset_path, config.eval_dataset_kwargs)):
-        if label == "eval data" and not path:
-            continue
-        try:
-            dataset = get_dataset(config.dataset)(path=_data_path(config, path), strict=False, **kwargs)
-        except errors as exc:
-            problems.append(f"{label}: {exc}")
-            continue
-        found = list(dataset.problems)
-        found += dataset.check_images(progress=lambda rows: tqdm(rows, desc=f"checking {label} images",
-                                                                 disable=len(rows) < 200))
-        problems += [f"{label}: {p}" for p in found]
-        if label == "train data" and "rewards" in built:
-            try:
-                check_option_columns(built["rewards"], dataset_columns(dataset))
-            except errors as exc:
-                problems.append(f"rewards: {exc}")
-        print(f"{label}: {len(dataset)} usable rows, {len(found)} problem(s)")
-    if problems:
-        print(f"\n{len(problems)} problem(s):")
-        for p in problems:
+    result = preflight(config, args.num_processes, progress=True)
+    for line in result.summary:
+        print(line)
+    if result.problems:
+        print(f"\n{len(result.problems)} problem(s):")
+        for p in result.problems:
             print("  " + str(p).replace("\n", "\n    "))
         return 1
     print("config OK")
@@ -117,13 +76,36 @@ def cmd_check(args) -> int:
 
 # -- train / eval / sft -------------------------------------------------------------------------
 def cmd_train(args) -> int:
+    """Exit codes: 0 done, 2 config / data / output_dir error (nothing loaded), 3 the run stopped itself or could not
+    write, 128 + signal when SIGINT (130) or SIGTERM (143) interrupted it (after writing a checkpoint)."""
     from mmr1.config import load_config
-    from mmr1.grpo.trainer import GRPOTrainer, TrainingHalted
+    from mmr1.grpo.checkpoint import OutputDirError, check_output_dir
+    from mmr1.grpo.trainer import GRPOTrainer, TrainingHalted, TrainingInterrupted
 
     config = load_config(args.config, args.overrides)
-    trainer = GRPOTrainer(config)
+    try:
+        check_output_dir(config.output_dir)              # before any weights load
+        trainer = GRPOTrainer(config)
+    except OutputDirError as exc:
+        print(f"mmr1 train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmr1 train: interrupted by SIGINT before training started; nothing was written", file=sys.stderr)
+        return 130
     try:
         history = trainer.train()
+    except OutputDirError as exc:
+        print(f"mmr1 train: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as exc:
+        if trainer.accelerator.is_main_process:
+            if exc.resume_spec:
+                resume = (f"resume with: {_resume_command(args, exc.resume_spec)} "
+                          f"(or set resume_from_checkpoint: {exc.resume_spec} in the config)")
+            else:
+                resume = "nothing to resume: run the same command again"
+            print(f"mmr1 train: {exc.message}; {resume}", file=sys.stderr)
+        return exc.exit_code
     except TrainingHalted as exc:
         print(f"mmr1 train: stopped: {exc}", file=sys.stderr)
         return 3
@@ -132,7 +114,28 @@ def cmd_train(args) -> int:
         skipped = f" ({trainer.nonfinite_steps} non-finite steps skipped)" if trainer.nonfinite_steps else ""
         print(f"done: {trainer.global_step} steps{skipped}, last reward {last['reward']:.4f}; "
               f"model in {config.output_dir}/final")
+    if trainer.accelerator.is_main_process and trainer.stop_signal:
+        import signal
+
+        print(f"mmr1 train: {signal.Signals(trainer.stop_signal).name} arrived after the last step; "
+              f"final/ is complete, nothing to resume", file=sys.stderr)
     return 0
+
+
+def _resume_command(args, spec: str) -> str:
+    """The ``mmr1 train`` command line that was run, with ``--resume_from_checkpoint SPEC`` instead of any given."""
+    import shlex
+
+    kept, rest, i = [], list(args.overrides or []), 0
+    while i < len(rest):
+        arg = rest[i]
+        key = arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+        takes_value = key is not None and "=" not in arg and i + 1 < len(rest) and not rest[i + 1].startswith("--")
+        step = 2 if takes_value else 1
+        if key != "resume_from_checkpoint":
+            kept += rest[i:i + step]
+        i += step
+    return shlex.join(["mmr1", "train", str(args.config), *kept, "--resume_from_checkpoint", spec])
 
 
 def cmd_eval(args) -> int:
@@ -142,23 +145,18 @@ def cmd_eval(args) -> int:
     from mmr1.config import load_config
     from mmr1.evaluate import evaluate
     from mmr1.grpo.rewards import RewardRunner
-    from mmr1.grpo.trainer import _data_path, prepare
+    from mmr1.grpo.setup import prepare
 
     config = load_config(args.config, args.overrides)
     model_path = args.model or config.model_name_or_path
     config.model_name_or_path = model_path
-    prepared = prepare(config)
-    rows = prepared.dataset
-    if config.eval_dataset_path or config.eval_dataset_kwargs:
-        from mmr1.plugins import get_dataset
-
-        rows = get_dataset(config.dataset)(path=_data_path(config, config.eval_dataset_path),
-                                           **(config.eval_dataset_kwargs or config.dataset_kwargs))
+    prepared = prepare(config, progress=True)
+    rows = prepared.eval_dataset if prepared.eval_dataset is not None else prepared.dataset
     if args.limit:
         rows = rows.rows[: args.limit] if hasattr(rows, "rows") else rows[: args.limit]
-    adapter_cls = prepared.adapter_cls
-    processor = adapter_cls.load_processor(model_path, config.min_pixels, config.max_pixels)
+    adapter_cls, processor = prepared.adapter_cls, prepared.processor
     adapter = adapter_cls(processor, config.min_pixels, config.max_pixels)
+    adapter.configure(config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = adapter_cls.load_model(model_path, None).to(device).eval()
     adapter.bind(model)
@@ -178,7 +176,7 @@ def cmd_eval(args) -> int:
 
 def cmd_sft(args) -> int:
     from mmr1.config import load_config
-    from mmr1.grpo.trainer import prepare
+    from mmr1.grpo.setup import prepare
     from mmr1.sft.vlm import warm_start
 
     config = load_config(args.config, args.overrides)
@@ -186,9 +184,8 @@ def cmd_sft(args) -> int:
 
     if is_t2i_config(config):                              # SimpleAR pretrain / SFT on visual tokens
         return sft_t2i_main(config)
-    prepared = prepare(config)
-    adapter_cls = prepared.adapter_cls
-    processor = adapter_cls.load_processor(config.model_name_or_path, config.min_pixels, config.max_pixels)
+    prepared = prepare(config, progress=True)
+    adapter_cls, processor = prepared.adapter_cls, prepared.processor
     adapter = adapter_cls(processor, config.min_pixels, config.max_pixels)
     model = adapter_cls.load_model(config.model_name_or_path, None)
     adapter.bind(model)

@@ -52,6 +52,7 @@ class TrainConfig:
     system_prompt_template: str | None = None  # MMR1: override one part by template name
     question_template: str | None = None
     answer_template: str | None = None
+    special_tokens_in_data: str = "refuse"     # a control token in a problem: refuse (name the row) | escape
     min_pixels: int | None = None              # Qwen pixel budget per image
     max_pixels: int | None = None
     # -- rewards -----------------------------------------------------------------------------
@@ -143,6 +144,7 @@ CHOICES = {
     "torch_dtype": ("auto", "float32", "bfloat16", "float16", "float64"),
     "train_parts": ("all", "language_model", "projector", "projector+language_model"),
     "attn_implementation": ("sdpa", "eager", "flash_attention_2", "flex_attention"),
+    "special_tokens_in_data": ("refuse", "escape"),
     # transformers' SchedulerType values that get_scheduler builds from (warmup, total steps) alone
     "lr_scheduler_type": ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
                           "constant_with_warmup", "inverse_sqrt"),
@@ -388,6 +390,14 @@ def validate(c: TrainConfig, where: str = "config") -> list[str]:
                  f"{len(c.rewards)} ({c.rewards}); give one weight per reward")
     if not c.rewards:
         p.append(f"{where}: rewards is empty; name at least one reward (see `mmr1 list`)")
+    repeated = sorted({r for r in c.rewards if c.rewards.count(r) > 1})
+    if repeated:
+        p.append(f"{where}: reward {repeated[0]!r} is listed {c.rewards.count(repeated[0])} times in rewards; "
+                 f"list it once, and use reward_weights to weight it")
+    for name, options in (c.reward_kwargs or {}).items():
+        if not isinstance(options, dict):
+            p.append(f"{where}: reward_kwargs: the options of reward {name!r} must be a mapping such as "
+                     f"{{timeout: 5}}, got {options!r}")
     unknown = set(c.reward_kwargs) - set(c.rewards)
     if unknown:
         name = sorted(unknown)[0]
@@ -406,6 +416,22 @@ def validate(c: TrainConfig, where: str = "config") -> list[str]:
     return p
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                    f"keep one", key_node.start_mark)
+            if isinstance(key, str):
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """Read a YAML config, apply ``--key value`` overrides, validate."""
     data = {}
@@ -416,7 +442,10 @@ def load_config(path: str | Path | None, overrides: list[str] | dict | None = No
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                              f"re-save the file as UTF-8") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from None
         if not isinstance(data, dict):

@@ -14,7 +14,7 @@ class ImageLoadError(ValueError):
 def load_image(ref) -> Image.Image:
     """A PIL RGB image from a path, a PIL image, or a ``{"bytes": ...}`` / ``{"path": ...}`` dict (HF datasets)."""
     if isinstance(ref, Image.Image):
-        return ref.convert("RGB")
+        return to_rgb(ref)
     if isinstance(ref, dict):
         if ref.get("bytes"):
             import io
@@ -33,9 +33,27 @@ def _open(fp, label: str) -> Image.Image:
     try:
         with Image.open(fp) as img:
             img.load()
-            return img.convert("RGB")
+            return to_rgb(img)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
         raise ImageLoadError(f"cannot read image {label}: {type(exc).__name__}: {exc}") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with 16-bit and 32-bit grey rescaled to 8 bits (``convert`` would clip them to white)."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        import numpy as np
+
+        values = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            top = 65535.0
+        elif img.mode == "F":
+            top = 1.0 if values.size and values.max() <= 1.0 else 255.0
+        else:                               # 32-bit integers: 16-bit data unless the values say otherwise
+            peak = float(values.max()) if values.size else 0.0
+            top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+        grey = np.clip(np.rint(values / top * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return img.convert("RGB")
 
 
 def load_images(refs) -> list[Image.Image]:

@@ -17,7 +17,13 @@ def read_raw_rows(file: Path, not_a_list: str) -> tuple[list[tuple[int, object]]
     what the file should hold); nothing is raised.
     """
     source = str(file)
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        return [], [DataProblem(source, None, (
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); re-save the file as UTF-8, "
+            f"e.g. iconv -f latin1 -t utf-8 {file.name} > utf8-{file.name}"))]
     problems: list[DataProblem] = []
     raw_rows: list[tuple[int, object]] = []
     suffix = file.suffix.lower()

@@ -10,6 +10,15 @@ REQUIRED = ("problem", "solution")
 SOLUTION_TYPES = (str, int, float, list, dict)
 
 
+def _lone_surrogate(text: str) -> int | None:
+    """The index of the first unpaired surrogate code point, or None."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        return exc.start
+
+
 def normalize_row(raw, source: str, row: int, base_dir: Path | None,
                   columns: dict[str, str] | None = None) -> tuple[dict | None, list[DataProblem]]:
     """Validate one raw row; return the normalised row (or None) and its problems.
@@ -32,6 +41,11 @@ def normalize_row(raw, source: str, row: int, base_dir: Path | None,
                 source, row, f"missing field {key!r} (rename it, or map a column with dataset_kwargs: {{columns: {{yours: {key}}}}})"))
     if "problem" in data and data["problem"] is not None and not isinstance(data["problem"], str):
         problems.append(DataProblem(source, row, f"field 'problem' must be a string, got {type(data['problem']).__name__}"))
+    for key in REQUIRED:
+        if isinstance(data.get(key), str) and (bad := _lone_surrogate(data[key])) is not None:
+            problems.append(DataProblem(source, row, (
+                f"field {key!r} holds a lone surrogate (\\u{ord(data[key][bad]):04x} at character {bad}), which is "
+                f"not valid Unicode text; fix the file's escaping (a \\ud83d must be followed by its pair)")))
     if data.get("solution") is not None and not isinstance(data["solution"], SOLUTION_TYPES):
         problems.append(DataProblem(source, row, f"field 'solution' has unsupported type {type(data['solution']).__name__}"))
     image = data.get("image")

@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 STATE_FILE = "mmr1_state.json"
 _PATTERN = re.compile(r"^checkpoint-(\d+)$")
+#: Temporary folders of a save in progress; a crash or a kill leaves them behind (see :func:`remove_stale_tmp`).
+TMP_PATTERNS = (".checkpoint-*.tmp", ".final.tmp")
+
+
+class OutputDirError(Exception):
+    """``output_dir`` cannot be written (read-only, no permission, a file in the way), found before training."""
+
+
+def check_output_dir(output_dir: str | Path) -> None:
+    """Raise :class:`OutputDirError` unless ``output_dir`` (or the folder it would be created in) takes a file.
+
+    Creates nothing that stays: a probe file is written in the nearest existing folder and removed, so a check
+    that fails, or a run refused later for another reason, leaves no folder behind.
+    """
+    path = Path(output_dir)
+    probe_dir = path.absolute()
+    while not probe_dir.exists() and probe_dir.parent != probe_dir:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        where = "is a file" if probe_dir == path.absolute() else f"is under {probe_dir}, which is a file"
+        raise OutputDirError(f"output_dir {path} {where}, not a folder; point output_dir elsewhere")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".mmr1-write-test-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        where = "" if probe_dir == path.absolute() else f" (it would be created in {probe_dir})"
+        fix = "free space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+        raise OutputDirError(f"output_dir {path} is not writable{where}: {exc.strerror or exc}; "
+                             f"{fix} or point output_dir elsewhere") from None
+
+
+def remove_stale_tmp(output_dir: str | Path) -> list[str]:
+    """Delete the temporary folders an interrupted save left in ``output_dir``; return their names."""
+    root = Path(output_dir)
+    found = sorted({p for pattern in TMP_PATTERNS for p in root.glob(pattern) if p.is_dir()})
+    for p in found:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in found]
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -36,17 +78,24 @@ def resolve_resume(spec: str | None, output_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(accelerator, scorer, processor, state: dict, output_dir: str | Path, step: int,
-                    total_limit: int | None = None) -> Path:
-    """Write ``checkpoint-{step}`` via a temp folder renamed into place, so a crash leaves no half checkpoint."""
+                    total_limit: int | None = None, any_rank=None) -> Path:
+    """Write ``checkpoint-{step}`` via a temp folder renamed into place, so a crash leaves no half checkpoint.
+
+    An ``OSError`` while writing (full disk, read-only folder) removes the temp folder and is raised on every
+    process: ``any_rank(flag)`` (the trainer's reduction; identity for one process) makes the processes agree
+    after each phase, so none is left waiting at a barrier.
+    """
     root = Path(output_dir)
     final = root / f"checkpoint-{step}"
     tmp = root / f".checkpoint-{step}.tmp"
-    if accelerator.is_main_process:
+    any_rank = any_rank or bool
+    main = accelerator.is_main_process
+
+    def start():
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / "accelerate"))
-    if accelerator.is_main_process:
+
+    def write_model():
         model = accelerator.unwrap_model(scorer).model
         model.save_pretrained(tmp / "model", safe_serialization=True)
         if processor is not None:
@@ -57,7 +106,20 @@ def save_checkpoint(accelerator, scorer, processor, state: dict, output_dir: str
         if total_limit:
             for old in list_checkpoints(root)[:-total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+
+    for phase, everyone in ((start, False), (lambda: accelerator.save_state(str(tmp / "accelerate")), True),
+                            (write_model, False)):
+        error = None
+        if everyone or main:
+            try:
+                phase()
+            except OSError as exc:
+                error = exc
+        accelerator.wait_for_everyone()
+        if any_rank(error is not None):
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise error or OSError(f"another process could not write {tmp}")
     return final
 
 

@@ -1,17 +1,22 @@
 """The GRPO loop: rollout -> rewards -> advantages -> optimizer passes. Read it top to bottom.
 
 Everything that can be checked without a model (config, plugin names, batch arithmetic, data) is
-checked in :func:`prepare` before any weights load.
+checked in :func:`mmr1.grpo.setup.prepare` before any weights load, the same checks as ``mmr1 check``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
+import os
+import select
+import shutil
+import signal
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,9 +24,11 @@ from torch import nn
 
 from mmr1.config import TrainConfig
 from mmr1.grpo import algorithms as algo
-from mmr1.grpo.batching import BatchPlan, PromptSampler, plan_batches
-from mmr1.grpo.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from mmr1.grpo.rewards import RewardRunner, build_rewards, check_option_columns, dataset_columns
+from mmr1.grpo.batching import PromptSampler
+from mmr1.grpo.checkpoint import (check_output_dir, list_checkpoints, load_checkpoint, remove_stale_tmp,
+                                  resolve_resume, save_checkpoint)
+from mmr1.grpo.rewards import RewardRunner, dataset_columns
+from mmr1.grpo.setup import Prepared, data_path, prepare  # noqa: F401 - prepare is this module's API too
 from mmr1.rollout.base import SamplingParams
 from mmr1.rollout.sampling import completion_seed
 
@@ -30,6 +37,30 @@ log = logging.getLogger("mmr1.train")
 
 class TrainingHalted(RuntimeError):
     """The run stopped itself: non-finite steps or weights, or rewards without any opinion."""
+
+
+class OutputWriteError(TrainingHalted):
+    """A checkpoint, ``final/`` or a log could not be written to ``output_dir`` (full disk, read-only, no permission)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped :meth:`GRPOTrainer.train` (a ``KeyboardInterrupt``, so ``except Exception`` passes it on).
+
+    After the first signal the rollout in progress finishes and ``checkpoint`` is written at that rollout boundary
+    (``saved``), unless one for this step exists already or no step was taken. After a second signal the run is
+    abandoned at once (``aborted``): nothing more is written and ``checkpoint`` is the last complete one, if any.
+    ``resume_spec`` is the value of ``resume_from_checkpoint`` that continues from it (``latest`` when it is the newest
+    checkpoint in output_dir); ``exit_code`` is the shell's 128 + signal number (130 SIGINT, 143 SIGTERM).
+    """
+
+    def __init__(self, signum: int, message: str, checkpoint: Path | None, resume_spec: str | None,
+                 saved: bool = False, aborted: bool = False):
+        self.signum, self.message, self.checkpoint, self.resume_spec = signum, message, checkpoint, resume_spec
+        self.saved, self.aborted = saved, aborted
+        self.exit_code = 128 + signum
+        hint = (f"; resume with resume_from_checkpoint: {resume_spec}" if resume_spec
+                else "; nothing to resume: run the same command again")
+        super().__init__(message + hint)
 
 
 class PolicyScorer(nn.Module):
@@ -43,50 +74,6 @@ class PolicyScorer(nn.Module):
     def forward(self, prompts, prompt_index, completion_ids, completion_mask, shared_prefix=True):
         return self.adapter.completion_logits(self.model, prompts, prompt_index, completion_ids,
                                               completion_mask, shared_prefix=shared_prefix)
-
-
-@dataclass
-class Prepared:
-    """What :func:`prepare` resolved before any model loads."""
-
-    config: TrainConfig
-    plan: BatchPlan
-    template: object
-    rewards: list
-    dataset: object
-    adapter_cls: type
-    backend_cls: type
-
-
-def prepare(config: TrainConfig, num_processes: int = 1) -> Prepared:
-    """Load plugins and resolve every name, check batch arithmetic, load the data; no weights."""
-    from mmr1.models.adapters import resolve_adapter
-    from mmr1.plugins import get_dataset, get_rollout_backend, load_plugins
-    from mmr1.templates import resolve_template
-
-    load_plugins(config.plugins, base_dir=config.config_dir)
-    plan = plan_batches(num_processes, config.per_device_train_batch_size, config.num_generations,
-                        config.gradient_accumulation_steps, config.steps_per_generation, config.num_iterations)
-    template = resolve_template(config.template, config.system_prompt_template, config.question_template,
-                                config.answer_template)
-    rewards = build_rewards(config.rewards, config.reward_kwargs)
-    backend_cls = get_rollout_backend(config.rollout_backend)
-    loader = get_dataset(config.dataset)
-    dataset = loader(path=_data_path(config, config.dataset_path), **config.dataset_kwargs)
-    dataset = dataset.subsample(config.train_sample_size, config.seed)
-    check_option_columns(rewards, dataset_columns(dataset))
-    if not config.model_name_or_path:
-        raise ValueError("model_name_or_path is not set (a local folder or a hub id)")
-    adapter_cls = resolve_adapter(config.model_name_or_path, config.model_adapter)
-    return Prepared(config, plan, template, rewards, dataset, adapter_cls, backend_cls)
-
-
-def _data_path(config: TrainConfig, path: str | None) -> str | None:
-    """Data paths in a config are relative to the config file's folder, like plugin paths."""
-    if path is None or Path(path).is_absolute() or config.config_path is None:
-        return path
-    candidate = config.config_dir / path
-    return str(candidate) if candidate.exists() or not Path(path).exists() else path
 
 
 def _dtype(name: str, use_gpu: bool, bf16: bool | None):
@@ -115,9 +102,19 @@ def _freeze(model, config: TrainConfig) -> None:
 def _apply_lora(model, config: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
+    from mmr1.config import ConfigError
+
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        if "not found" not in str(exc) and "target" not in str(exc).lower():
+            raise
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ConfigError(f"lora_target_modules {config.lora_target_modules!r} match no module of the model; its "
+                          f"linear layers are named {', '.join(linear[:12])}{' ...' if len(linear) > 12 else ''} "
+                          f"(or use all-linear)") from None
 
 
 class GRPOTrainer:
@@ -131,7 +128,7 @@ class GRPOTrainer:
         report_to = [] if c.report_to in ("none", ["none"], None) else c.report_to
         self.accelerator = accelerator or Accelerator(log_with=report_to or None, project_dir=c.output_dir)
         acc = self.accelerator
-        self.prepared = prepared or prepare(c, acc.num_processes)
+        self.prepared = prepared or prepare(c, acc.num_processes, progress=acc.is_main_process)
         self.plan, self.template = self.prepared.plan, self.prepared.template
         self.dataset = self.prepared.dataset
         self.rewards = RewardRunner(self.prepared.rewards, timeout=c.reward_timeout)
@@ -142,7 +139,8 @@ class GRPOTrainer:
         use_gpu = acc.device.type == "cuda"
         dtype = _dtype(c.torch_dtype, use_gpu, c.bf16)
         adapter_cls = self.prepared.adapter_cls
-        processor = adapter_cls.load_processor(c.model_name_or_path, c.min_pixels, c.max_pixels)
+        processor = self.prepared.processor or adapter_cls.load_processor(c.model_name_or_path, c.min_pixels,
+                                                                          c.max_pixels)
         self.adapter = adapter_cls(processor, c.min_pixels, c.max_pixels)
         self.adapter.configure(c)
         model = adapter_cls.load_model(c.model_name_or_path, dtype, c.attn_implementation)
@@ -453,81 +451,234 @@ class GRPOTrainer:
                 f"resume from an earlier checkpoint")
 
     # -- the loop -------------------------------------------------------------------------------
+    # Set by train(): the signal (SIGINT / SIGTERM) that arrived after the last step (final/ is complete), else None.
+    stop_signal = None
+    _last_checkpoint: tuple[int, Path] | None = None     # (step, folder) of the newest checkpoint of this run
+    _activity = "before the first step"                  # what train() is doing, for the signal messages
+
     def train(self) -> list[dict]:
+        """Run to ``total_steps``; SIGINT / SIGTERM stop at the next rollout boundary with a checkpoint.
+
+        See :class:`TrainingInterrupted` and :class:`_SignalGuard`. Raises :class:`OutputWriteError` when a
+        checkpoint, ``final/`` or a log cannot be written, and ``OutputDirError`` when output_dir cannot be.
+        """
         from tqdm.auto import tqdm
 
         c, acc = self.config, self.accelerator
+        check_output_dir(self.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            removed = remove_stale_tmp(self.output_dir)
+            if removed:
+                log.warning("removed %d temporary folder(s) left in %s by an interrupted save: %s",
+                            len(removed), self.output_dir, ", ".join(removed))
+        acc.wait_for_everyone()
+        self.stop_signal, self._last_checkpoint, self._activity = None, None, "before the first step"
         resume = resolve_resume(c.resume_from_checkpoint, c.output_dir)
         if resume is not None:
             state = load_checkpoint(acc, resume)
             self.global_step, self.rollout_step = state["global_step"], state["rollout_step"]
             self.sampler.consumed = state["prompts_consumed"]
+            self._last_checkpoint = (self.global_step, Path(resume))
             acc.print(f"resumed from {resume} at step {self.global_step}")
-        if acc.is_main_process and c.report_to not in ("none", ["none"]):
-            acc.init_trackers(c.run_name or "mmr1", config={k: v for k, v in c.to_dict().items()
-                                                            if isinstance(v, (int, float, str, bool))})
-        bar = tqdm(total=self.total_steps, initial=self.global_step, disable=c.disable_tqdm or not acc.is_main_process,
-                   desc="GRPO", dynamic_ncols=True)
-        next_save = self._next_save()
-        while self.global_step < self.total_steps:
-            t0 = time.perf_counter()
-            buffer, stats = self.rollout()
-            logs = self.update(buffer)
-            stats.update(_mean_logs(logs))
-            stats["nonfinite_steps"] = self.nonfinite_steps
-            stats["time/step"] = time.perf_counter() - t0
-            stats["step"], stats["epoch"] = self.global_step, round(self.sampler.epoch, 4)
-            self.history.append(stats)
-            if acc.is_main_process and (self.global_step % c.logging_steps == 0 or self.global_step >= self.total_steps):
-                self._log_metrics(stats)
-            bar.update(self.global_step - bar.n)
-            bar.set_postfix(reward=f"{stats['reward']:.3f}", s_per_step=f"{stats['time/step']:.2f}")
-            if next_save is not None and self.global_step >= next_save and self.global_step < self.total_steps:
-                self.save()
-                next_save = self._next_save()
-        bar.close()
-        self.save_final()
-        acc.end_training()
+        elif c.resume_from_checkpoint == "latest" and acc.is_main_process:
+            log.warning("resume_from_checkpoint: latest: no checkpoint in %s; starting from step 0", self.output_dir)
+        if c.resume_from_checkpoint and acc.is_main_process:
+            self._truncate_logs(self.global_step)
+        guard = _SignalGuard(self._abort, announce=acc.is_main_process, doing=lambda: self._activity)
+        guard.install()
+        try:
+            if acc.is_main_process and c.report_to not in ("none", ["none"]):
+                acc.init_trackers(c.run_name or "mmr1", config={k: v for k, v in c.to_dict().items()
+                                                                if isinstance(v, (int, float, str, bool))})
+            bar = tqdm(total=self.total_steps, initial=self.global_step,
+                       disable=c.disable_tqdm or not acc.is_main_process, desc="GRPO", dynamic_ncols=True)
+            next_save = self._next_save()
+            while self.global_step < self.total_steps:
+                signum = self._stop_signal_on_any_rank(guard)     # the same answer on every rank
+                if signum:
+                    bar.close()
+                    raise self._interrupted(signum)
+                self._activity = f"during step {self.global_step + 1} of {self.total_steps}"
+                t0 = time.perf_counter()
+                try:
+                    buffer, stats = self.rollout()
+                except OSError as exc:
+                    if exc.errno not in _DISK_ERRNOS:
+                        raise
+                    raise OutputWriteError(self._write_failure(Path(exc.filename or self.completions_path).name,
+                                                               exc)) from exc
+                logs = self.update(buffer)
+                stats.update(_mean_logs(logs))
+                stats["nonfinite_steps"] = self.nonfinite_steps
+                stats["time/step"] = time.perf_counter() - t0
+                stats["step"], stats["epoch"] = self.global_step, round(self.sampler.epoch, 4)
+                self.history.append(stats)
+                if acc.is_main_process and (self.global_step % c.logging_steps == 0
+                                            or self.global_step >= self.total_steps):
+                    self._log_metrics(stats)
+                bar.update(self.global_step - bar.n)
+                bar.set_postfix(reward=f"{stats['reward']:.3f}", s_per_step=f"{stats['time/step']:.2f}")
+                self._activity = f"after step {self.global_step} of {self.total_steps}"
+                if next_save is not None and self.global_step >= next_save and self.global_step < self.total_steps:
+                    self.save()
+                    next_save = self._next_save()
+            bar.close()
+            self.save_final()
+            self.stop_signal = guard.signum          # arrived after the last step: nothing was cut short
+            acc.end_training()
+        finally:
+            guard.uninstall()
         return self.history
 
     def _next_save(self):
         s = self.config.save_steps
         return None if not s else (self.global_step // s + 1) * s
 
+    def _stop_signal_on_any_rank(self, guard) -> int:
+        """The stop signal any process received (0: none): every rank gets the same number, so all stop together."""
+        acc = self.accelerator
+        local = guard.signum or 0
+        if acc.num_processes == 1:
+            return local
+        return int(acc.gather(torch.tensor([local], device=acc.device)).max().item())
+
+    def _resume_spec(self, checkpoint: Path | None) -> str | None:
+        """``latest`` when ``checkpoint`` is the newest in output_dir (what 'latest' finds), else its path."""
+        if checkpoint is None:
+            return None
+        found = list_checkpoints(self.output_dir)
+        return "latest" if found and found[-1].resolve() == Path(checkpoint).resolve() else str(checkpoint)
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        """At a rollout boundary after a stop signal: checkpoint this step (unless one exists) and say where."""
+        name, step, total = signal.Signals(signum).name, self.global_step, self.total_steps
+        saved = False
+        if self._last_checkpoint is not None and self._last_checkpoint[0] == step:
+            path = self._last_checkpoint[1]
+            message = f"interrupted by {name} at step {step} of {total}; the checkpoint {path} holds this state"
+        elif step == 0:
+            path = None
+            message = f"interrupted by {name} before the first step; nothing was trained, nothing to save"
+        else:
+            path, saved = self.save(), True
+            message = f"interrupted by {name} after step {step} of {total}; checkpoint written to {path}"
+        self.accelerator.end_training()
+        return TrainingInterrupted(signum, message, path, self._resume_spec(path), saved=saved)
+
+    def _abort(self, signum: int) -> TrainingInterrupted:
+        """A second signal: give up at once; name the last complete checkpoint (a half-written one is a temp folder)."""
+        found = list_checkpoints(self.output_dir)
+        path = found[-1] if found else None
+        last = f"the last complete checkpoint is {path}" if path else f"there is no complete checkpoint in {self.output_dir}"
+        message = (f"aborted by a second {signal.Signals(signum).name} {self._activity}: nothing more was saved; "
+                   f"{last}")
+        return TrainingInterrupted(signum, message, path, self._resume_spec(path), aborted=True)
+
     def state(self) -> dict:
         return {"global_step": self.global_step, "rollout_step": self.rollout_step,
                 "prompts_consumed": self.sampler.consumed, "total_steps": self.total_steps}
 
     def save(self):
-        """Checkpoints are taken at rollout boundaries, where the data position fully describes the state."""
-        self._check_weights(f"checkpoint-{self.global_step}")
-        return save_checkpoint(self.accelerator, self.scorer, self.processor, self.state(), self.output_dir,
-                               self.global_step, self.config.save_total_limit)
+        """Checkpoints are taken at rollout boundaries, where the data position fully describes the state.
+
+        A stop signal arriving meanwhile waits for the checkpoint to be complete (see :class:`_SignalGuard`). An
+        ``OSError`` (full disk, read-only folder) removes the half-written temp folder and raises
+        :class:`OutputWriteError` on every process, naming the last complete checkpoint.
+        """
+        name = f"checkpoint-{self.global_step}"
+        self._check_weights(name)
+        before, self._activity = self._activity, f"while writing {name}"
+        try:
+            path = save_checkpoint(self.accelerator, self.scorer, self.processor, self.state(), self.output_dir,
+                                   self.global_step, self.config.save_total_limit, any_rank=self._any_rank)
+        except OSError as exc:
+            raise OutputWriteError(self._write_failure(name, exc)) from exc
+        finally:
+            self._activity = before
+        self._last_checkpoint = (self.global_step, path)
+        return path
 
     def save_final(self) -> None:
+        """``final/`` via ``.final.tmp`` renamed into place; an ``OSError`` is an :class:`OutputWriteError`."""
         acc = self.accelerator
         self._check_weights("final/")
+        self._activity = "while writing final/"
         acc.wait_for_everyone()
+        error = None
         if acc.is_main_process:
             final = self.output_dir / "final"
             tmp = self.output_dir / ".final.tmp"
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            model = self.policy
-            if self.config.use_peft:
-                model = model.merge_and_unload()
-            model.save_pretrained(tmp, safe_serialization=True)
-            self.processor.save_pretrained(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+                model = self.policy
+                if self.config.use_peft:
+                    model = model.merge_and_unload()
+                model.save_pretrained(tmp, safe_serialization=True)
+                self.processor.save_pretrained(tmp)
+                shutil.rmtree(final, ignore_errors=True)
+                tmp.rename(final)
+            except OSError as exc:
+                error = exc
+                shutil.rmtree(tmp, ignore_errors=True)
         acc.wait_for_everyone()
+        if self._any_rank(error is not None):
+            error = error or OSError("another process could not write final/")
+            raise OutputWriteError(self._write_failure("final/", error)) from error
+        self._activity = "after writing final/"
+
+    def _write_failure(self, what: str, exc: OSError) -> str:
+        """One line: what could not be written where, why, the fix, and the last complete checkpoint."""
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free space or point output_dir elsewhere"
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            fix = f"make {self.output_dir} writable or point output_dir elsewhere"
+        else:
+            fix = f"check {self.output_dir} or point output_dir elsewhere"
+        found = list_checkpoints(self.output_dir)
+        if found:
+            last = (f"the last complete checkpoint is {found[-1]} (resume from it with resume_from_checkpoint: "
+                    f"{self._resume_spec(found[-1])})")
+        else:
+            last = "there is no complete checkpoint" + ("" if self.config.save_steps else
+                                                        " (save_steps: 0 saves only at the end)")
+        return f"could not write {what} to {self.output_dir}: {reason}; {fix}; {last}"
+
+    def _truncate_logs(self, step: int) -> None:
+        """On resume: keep the log records the checkpoint accounts for, so no step is logged twice.
+
+        metrics.jsonl keeps records with ``step <= step`` (a record is written after its step); completions.jsonl
+        keeps ``step < step`` (a rollout logs the step count before its update, so the resumed run writes
+        ``step`` again). Unreadable lines (a write cut by a kill) go too.
+        """
+        for path, keep in ((self.metrics_path, lambda s: s <= step), (self.completions_path, lambda s: s < step)):
+            if not path.is_file():
+                continue
+            kept, dropped = [], 0
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    ok = keep(int(json.loads(line)["step"]))
+                except (ValueError, KeyError, TypeError):
+                    ok = False
+                if ok:
+                    kept.append(line + "\n")
+                else:
+                    dropped += 1
+            if dropped:
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text("".join(kept), encoding="utf-8")
+                os.replace(tmp, path)
+                log.warning("%s: dropped %d record(s) past step %d, the step this run starts from", path, dropped,
+                            step)
 
     # -- logging --------------------------------------------------------------------------------
     def _log_metrics(self, stats: dict) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(_jsonable(stats)) + "\n")
+        try:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(_jsonable(stats)) + "\n")
+        except OSError as exc:
+            raise OutputWriteError(self._write_failure(self.metrics_path.name, exc)) from exc
         if self.config.report_to not in ("none", ["none"]):
             self.accelerator.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, step=self.global_step)
 
@@ -565,3 +716,110 @@ def _mean_logs(logs: list[dict]) -> dict:
         if values:
             out[k] = sum(values) / len(values) if not k.startswith("time/") else sum(values)
     return out
+
+
+#: errno values of a write that fails for want of space or permission (turned into OutputWriteError).
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class _SignalGuard:
+    """What SIGINT and SIGTERM do while :meth:`GRPOTrainer.train` runs (installed from the main thread only).
+
+    * The first one asks for a stop: the handler only records it (and prints one line on the main process), so the
+      rollout in progress, a checkpoint or ``final/`` being written, all finish. ``train`` checks the request at
+      every rollout boundary, reduced over processes, checkpoints there and raises :class:`TrainingInterrupted`.
+    * Another one, arriving more than ``repeat_window`` seconds after the first, aborts at once: the handler raises
+      ``on_abort(signum)`` wherever the main thread is. Repeats within the window count as the first (``torchrun``
+      forwarding a signal a scheduler also sent to every process, a key bounce).
+    * Python runs handlers only between bytecodes of the main thread; if that thread is stuck in C code (say a
+      collective waiting for a dead peer) a watcher thread, woken through ``signal.set_wakeup_fd``, ends the
+      process with ``os._exit(128 + signal)`` ``hard_exit_after`` seconds after such a second signal.
+    """
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    repeat_window = 1.0
+    hard_exit_after = 5.0
+
+    def __init__(self, on_abort, announce: bool = True, doing=lambda: ""):
+        self.on_abort, self.announce, self.doing = on_abort, announce, doing
+        self.signum, self.first_at = None, 0.0
+        self._old, self._old_wakeup, self._pipe, self._closed = {}, None, None, threading.Event()
+
+    def install(self) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("train() is not on the main thread: SIGINT / SIGTERM keep their handlers")
+            return False
+        for s in self.signals:
+            self._old[s] = signal.signal(s, self._handle)
+        self._start_watcher()
+        return True
+
+    def uninstall(self) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old if old is not None else signal.SIG_DFL)
+        self._old = {}
+        if self._pipe is not None:
+            self._closed.set()
+            with contextlib.suppress(ValueError, OSError):
+                signal.set_wakeup_fd(self._old_wakeup if self._old_wakeup is not None else -1)
+            os.close(self._pipe[1])          # the watcher reads EOF, closes its end and returns
+            self._pipe = None
+
+    def _handle(self, signum, frame) -> None:
+        now = time.monotonic()
+        if self.signum is None:
+            self.signum, self.first_at = signum, now
+            if self.announce:
+                name, doing = signal.Signals(signum).name, self.doing()
+                then = ("final/ is finished, then the run ends" if "final/" in doing else
+                        "the step in progress finishes, then a checkpoint is written and the run stops")
+                _write_stderr(f"mmr1: {name} received {doing}: {then}; send {name} again to abort at once "
+                              f"without saving\n")
+            return
+        if now - self.first_at < self.repeat_window:
+            return
+        raise self.on_abort(signum)
+
+    def _start_watcher(self) -> None:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        try:
+            self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            os.close(r)
+            os.close(w)
+            return
+        self._pipe = (r, w)
+        threading.Thread(target=self._watch, args=(r,), name="mmr1-signal-watch", daemon=True).start()
+
+    def _watch(self, r: int) -> None:
+        first, deadline, last = None, None, 0
+        try:
+            while True:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready, _, _ = select.select([r], [], [], timeout)
+                if not ready:                        # the deadline passed and train() never got back
+                    if self._closed.is_set():
+                        return
+                    _write_stderr(f"mmr1: {signal.Signals(last).name} again and the main thread is stuck: "
+                                  f"exiting now without saving\n")
+                    os._exit(128 + last)
+                data = os.read(r, 64)
+                if not data:
+                    return
+                for signum in data:
+                    if signum not in self.signals:
+                        continue
+                    now = time.monotonic()
+                    if first is None:
+                        first = now
+                    elif deadline is None and now - first >= self.repeat_window:
+                        deadline, last = now + self.hard_exit_after, signum
+        finally:
+            os.close(r)
+
+
+def _write_stderr(text: str) -> None:
+    """Unbuffered, so that a signal handler never re-enters a buffered stream the main thread is writing."""
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode("utf-8", "replace"))

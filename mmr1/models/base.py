@@ -100,6 +100,10 @@ class ModelAdapter:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return PromptBatch(input_ids, mask, positions, mask.sum(-1), {}, texts)
 
+    def prompt_length(self, messages: list[dict], images: list | None = None) -> int:
+        """Tokens of one prompt as the model sees it (image tokens included), without a model."""
+        return int(self.encode_prompts([messages], [images or []], None).attention_mask.sum())
+
     def configure(self, config) -> None:
         """Read the config keys this adapter cares about (e.g. t2i's ``prompt_prefix``); none by default."""
 

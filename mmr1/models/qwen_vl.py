@@ -66,6 +66,10 @@ class QwenVLAdapter(ModelAdapter):
         positions, next_position = self.rope_positions(input_ids, mask, extra.get("image_grid_thw"))
         return PromptBatch(input_ids, mask, positions, next_position, extra, texts, [len(r) for r in images])
 
+    def prompt_length(self, messages, images=None) -> int:
+        enc = self.processor(text=[self.render(messages)], images=list(images or []) or None, return_tensors="pt")
+        return int(enc["attention_mask"].sum())
+
     # -- m-rope ------------------------------------------------------------------------------
     def rope_positions(self, input_ids, attention_mask, image_grid_thw):
         """3-D positions (3, P, L) of the prompts and the first completion position (P,)."""

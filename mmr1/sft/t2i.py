@@ -170,13 +170,13 @@ def _save_checkpoint(accelerator, wrapped, processor, state: dict, output_dir: P
 
 
 def _load_rows(config: TrainConfig):
-    from mmr1.grpo.trainer import _data_path
+    from mmr1.grpo.setup import data_path
     from mmr1.plugins import get_dataset, load_plugins
 
     load_plugins(config.plugins, base_dir=config.config_dir)
     name = "t2i_meta" if config.dataset in ("json", None, "") else config.dataset
     loader = get_dataset(name)
-    dataset = loader(path=_data_path(config, config.dataset_path), **config.dataset_kwargs)
+    dataset = loader(path=data_path(config, config.dataset_path), **config.dataset_kwargs)
     dataset = dataset.subsample(config.train_sample_size, config.seed)
     if len(dataset) == 0:
         raise ValueError(f"dataset {name!r} ({config.dataset_path}) has no rows")

@@ -1,0 +1,297 @@
+"""Setup before any weights load, shared by ``mmr1 check``, ``train``, ``eval`` and ``sft``.
+
+:func:`preflight` resolves every name (plugins, template, rewards, rollout backend, model adapter),
+checks the batch arithmetic, loads the data and checks every row the run will use: its images open
+and fit the model's image processor, its prompt renders and tokenizes (image tokens included) within
+``max_prompt_length``, and its text holds no control token of the tokenizer. It collects every
+problem instead of stopping at the first. ``mmr1 check`` prints them; :func:`prepare` (what the
+trainer calls) raises :class:`PreflightError` with all of them, so ``train`` refuses exactly what
+``check`` reports, before a model loads.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmr1.config import TrainConfig
+from mmr1.data.problems import DataProblem
+
+#: Invisible mark put after a control token's first character by ``special_tokens_in_data: escape``.
+ESCAPE_MARK = "\u200b"
+
+
+class PreflightError(ValueError):
+    """Every problem found before weights load, one per line."""
+
+    def __init__(self, problems: list[str], limit: int = 30):
+        self.problems = list(problems)
+        lines = [str(p).replace("\n", "\n    ") for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"... and {len(self.problems) - limit} more (`mmr1 check CONFIG` lists all)")
+        super().__init__(f"{len(self.problems)} problem(s) found before training; nothing was loaded or "
+                         f"written:\n  " + "\n  ".join(lines))
+
+
+@dataclass
+class Prepared:
+    """What :func:`prepare` resolved before any model loads."""
+
+    config: TrainConfig
+    plan: object
+    template: object
+    rewards: list
+    dataset: object
+    adapter_cls: type
+    backend_cls: type
+    processor: object = None
+    eval_dataset: object = None
+
+
+@dataclass
+class Preflight:
+    """The outcome of :func:`preflight`: what resolved, every problem, and one summary line per data set."""
+
+    prepared: Prepared | None
+    problems: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+
+def data_path(config: TrainConfig, path: str | None) -> str | None:
+    """Data paths in a config are relative to the config file's folder, like plugin paths."""
+    if path is None or Path(path).is_absolute() or config.config_path is None:
+        return path
+    candidate = config.config_dir / path
+    return str(candidate) if candidate.exists() or not Path(path).exists() else path
+
+
+def _user_errors() -> tuple[type, ...]:
+    from mmr1.data import DataError, ImageLoadError
+    from mmr1.grpo.batching import BatchConfigError
+    from mmr1.grpo.rewards import RewardError
+    from mmr1.plugins import PluginError
+    from mmr1.registry import RegistryError
+    from mmr1.templates import TemplateError
+    from mmr1.config import ConfigError
+
+    return (ConfigError, DataError, ImageLoadError, BatchConfigError, RewardError, PluginError,
+            RegistryError, TemplateError, ValueError, OSError)
+
+
+def prepare(config: TrainConfig, num_processes: int = 1, progress: bool = False) -> Prepared:
+    """:func:`preflight`, raising :class:`PreflightError` with every problem if there is any."""
+    result = preflight(config, num_processes, progress=progress)
+    if result.problems:
+        raise PreflightError(result.problems)
+    return result.prepared
+
+
+def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = False,
+              check_eval: bool = True) -> Preflight:
+    """Resolve and check everything a run needs, without weights; collect every problem."""
+    from mmr1.grpo.batching import plan_batches
+    from mmr1.grpo.rewards import build_rewards, check_option_columns, dataset_columns
+    from mmr1.plugins import get_dataset, get_rollout_backend, load_plugins
+    from mmr1.templates import resolve_template
+
+    out = Preflight(None)
+    errors = _user_errors()
+
+    def attempt(label, fn):
+        try:
+            return fn()
+        except errors as exc:
+            out.problems.append(f"{label}: {exc}")
+            return None
+
+    attempt("plugins", lambda: load_plugins(config.plugins, base_dir=config.config_dir))
+    plan = attempt("batch", lambda: plan_batches(
+        num_processes, config.per_device_train_batch_size, config.num_generations,
+        config.gradient_accumulation_steps, config.steps_per_generation, config.num_iterations))
+    template = attempt("template", lambda: resolve_template(
+        config.template, config.system_prompt_template, config.question_template, config.answer_template))
+    rewards = attempt("rewards", lambda: build_rewards(config.rewards, config.reward_kwargs))
+    backend_cls = attempt("rollout backend", lambda: get_rollout_backend(config.rollout_backend))
+    adapter_cls = attempt("model", lambda: _resolve_model(config))
+    processor = None
+    if adapter_cls is not None:
+        processor = attempt("model", lambda: adapter_cls.load_processor(
+            config.model_name_or_path, config.min_pixels, config.max_pixels))
+    adapter = None
+    if processor is not None:
+        adapter = attempt("model", lambda: _bare_adapter(adapter_cls, processor, config))
+
+    datasets = {}
+    eval_kwargs = config.eval_dataset_kwargs or config.dataset_kwargs
+    for label, path, kwargs in (("train data", config.dataset_path, config.dataset_kwargs),
+                                ("eval data", config.eval_dataset_path, eval_kwargs)):
+        if label == "eval data" and not (check_eval and (path or config.eval_dataset_kwargs)):
+            continue
+        loader = attempt(label, lambda: get_dataset(config.dataset))
+        if loader is None:
+            continue
+        bad_keys = _dataset_kwarg_problems(config.dataset, loader, kwargs,
+                                           "dataset_kwargs" if label == "train data" else "eval_dataset_kwargs")
+        if bad_keys:
+            out.problems += [f"{label}: {p}" for p in bad_keys]
+            continue
+        dataset = attempt(label, lambda: loader(path=data_path(config, path), strict=False, **kwargs))
+        if dataset is None:
+            continue
+        if label == "train data":
+            dataset = dataset.subsample(config.train_sample_size, config.seed)
+        found = list(getattr(dataset, "problems", []))
+        found += check_rows(dataset, template, adapter, config, progress=progress, label=label)
+        out.problems += [f"{label}: {p}" for p in found]
+        out.summary.append(f"{label}: {len(dataset)} usable rows, {len(found)} problem(s)")
+        datasets[label] = dataset
+    if "train data" in datasets and rewards is not None:
+        attempt("rewards", lambda: check_option_columns(rewards, dataset_columns(datasets["train data"])))
+    if not out.problems:
+        out.prepared = Prepared(config, plan, template, rewards, datasets["train data"], adapter_cls, backend_cls,
+                                processor, datasets.get("eval data"))
+    return out
+
+
+def _resolve_model(config: TrainConfig):
+    """The adapter class; a model path that is neither a folder nor loadable gets one clear line."""
+    from mmr1.models.adapters import resolve_adapter
+
+    name = config.model_name_or_path
+    if not name:
+        raise ValueError("model_name_or_path is not set (a local folder or a hub id)")
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or name.endswith("/")
+    if looks_local and not path.exists():
+        raise FileNotFoundError(f"model_name_or_path {name!r}: no such folder (relative paths are relative to "
+                                f"where you run mmr1); give a model folder or a hub id such as Qwen/Qwen2.5-VL-3B-Instruct")
+    if path.is_file():
+        raise ValueError(f"model_name_or_path {name!r} is a file; give the model's folder (with config.json)")
+    if path.is_dir() and not (path / "config.json").is_file() and config.model_adapter == "auto":
+        raise ValueError(f"model_name_or_path {name!r}: the folder has no config.json, so it is not a "
+                         f"transformers model folder; point it at the folder save_pretrained wrote")
+    try:
+        return resolve_adapter(name, config.model_adapter)
+    except (OSError, ValueError) as exc:
+        if path.is_dir():
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"model_name_or_path {name!r}: not a local folder, and it could not be loaded as a "
+                         f"hub id ({first}); check the name, or download the model and give its folder") from None
+
+
+def _bare_adapter(adapter_cls, processor, config: TrainConfig):
+    adapter = adapter_cls(processor, config.min_pixels, config.max_pixels)
+    adapter.configure(config)
+    return adapter
+
+
+def _dataset_kwarg_problems(name: str, loader, kwargs: dict, key: str) -> list[str]:
+    """Keys the loader does not take (loaders end in ``**_``: ignored keys are a silent typo)."""
+    from mmr1.registry import did_you_mean
+
+    if not isinstance(kwargs, dict):
+        return [f"{key} must be a mapping of loader options, got {type(kwargs).__name__}"]
+    try:
+        params = inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return []
+    named = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+             and n not in ("path", "strict")]
+    var = [n for n, p in params.items() if p.kind is p.VAR_KEYWORD]
+    takes_any = bool(var) and var[0] != "_"
+    problems = []
+    for option in kwargs:
+        if option in named:
+            continue
+        if option in ("path", "strict"):
+            problems.append(f"{key}: {option!r} is set by mmr1 itself; use dataset_path for the path")
+            continue
+        hint = did_you_mean(option, named)
+        if takes_any and not hint:
+            continue
+        problems.append(f"{key}: dataset {name!r} has no option {option!r} (options: "
+                        f"{', '.join(named) or 'none'}).{(' ' + hint) if hint else ''}")
+    if "columns" in kwargs and kwargs["columns"] is not None and not (
+            isinstance(kwargs["columns"], dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                        for k, v in kwargs["columns"].items())):
+        problems.append(f"{key}: columns must map your column names to mmr1's, e.g. "
+                        f"{{columns: {{question: problem, answer: solution}}}}, got {kwargs['columns']!r}")
+    return problems
+
+
+def control_tokens(tokenizer) -> list[str]:
+    """The tokenizer's special tokens (chat turns, vision placeholders, end of text), longest first."""
+    found = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(token, "special", False):
+            found.add(str(token.content))
+    return sorted((t for t in found if t), key=len, reverse=True)
+
+
+def escape_control_tokens(text: str, tokens: list[str]) -> str:
+    """``text`` with each control token broken by an invisible mark, so it tokenizes as plain text."""
+    for token in tokens:
+        if token in text:
+            text = text.replace(token, token[0] + ESCAPE_MARK + token[1:])
+    return text
+
+
+def check_rows(dataset, template, adapter, config: TrainConfig, progress: bool = False,
+               label: str = "data") -> list[DataProblem]:
+    """Every row as the trainer will use it: images open, the prompt builds, fits, holds no control token.
+
+    With ``special_tokens_in_data: escape`` the rows' ``problem`` text is escaped in place
+    (:func:`escape_control_tokens`) instead of refused.
+    """
+    from tqdm.auto import tqdm
+
+    from mmr1.data import ImageLoadError, load_image
+
+    rows = getattr(dataset, "rows", None)
+    if rows is None:             # a loader's own dataset type (e.g. extracted image tokens): nothing to render
+        return []
+    takes_images = adapter is not None and adapter.takes_images
+    tokens = control_tokens(adapter.tokenizer) if adapter is not None else []
+    escape = config.special_tokens_in_data == "escape"
+    problems: list[DataProblem] = []
+    bar = tqdm(rows, desc=f"checking {label}", disable=not progress or len(rows) < 200, dynamic_ncols=True)
+    for row in bar:
+        source, _, index = row.get("_source", f"{getattr(dataset, 'source', label)}:?").rpartition(":")
+        where = (source, int(index) if index.isdigit() else None)
+        images, broken = [], False
+        for ref in row.get("image", []) or []:
+            try:
+                images.append(load_image(ref))
+            except ImageLoadError as exc:
+                problems.append(DataProblem(*where, str(exc)))
+                broken = True
+        problem = row.get("problem")
+        if not isinstance(problem, str) or template is None or adapter is None:
+            continue
+        present = [t for t in tokens if t in problem]
+        if present and escape:
+            row["problem"] = problem = escape_control_tokens(problem, tokens)
+        elif present:
+            problems.append(DataProblem(*where, (
+                f"field 'problem' contains the control token {present[0]!r} of this model's tokenizer; data "
+                f"text never injects control tokens or chat turns: remove it, or set "
+                f"special_tokens_in_data: escape to keep it as plain text")))
+            continue
+        if broken:
+            continue
+        try:
+            messages = template.messages(problem, len(images) if takes_images else 0)
+            length = adapter.prompt_length(messages, images if takes_images else None)
+        except Exception as exc:  # noqa: BLE001 - whatever would crash the rollout is this row's problem
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            problems.append(DataProblem(*where, f"the prompt cannot be built: {type(exc).__name__}: {text}"
+                                        + ("; check the image's size and aspect ratio" if images else "")))
+            continue
+        if config.max_prompt_length is not None and length > config.max_prompt_length:
+            problems.append(DataProblem(*where, (
+                f"the prompt has {length} tokens{' (image tokens included)' if images else ''} but "
+                f"max_prompt_length is {config.max_prompt_length}; raise max_prompt_length"
+                f"{', lower max_pixels' if images else ''} or shorten the problem")))
+    return problems
