@@ -68,8 +68,8 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "trainer-periodic-save-removed", "checkpoint", TRAINER,
-        old="                self.save()\n                next_save = self._next_save()",
-        new="                next_save = self._next_save()",
+        old="                    self.save()\n                    next_save = self._next_save()",
+        new="                    next_save = self._next_save()",
         description="save_steps writes no checkpoint during training (only the final model)",
         tests=(T_OPTIONS, f"{T_TRAINER}::test_resume_gives_the_same_weights"),
     ),
@@ -305,7 +305,7 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "data-pil-image-kept-as-is", "data", "mmr1/data/images.py",
-        old='    if isinstance(ref, Image.Image):\n        return ref.convert("RGB")\n',
+        old='    if isinstance(ref, Image.Image):\n        return to_rgb(ref)\n',
         new="    if isinstance(ref, Image.Image):\n        return ref\n",
         description="in-memory PIL images (HF datasets, shapes) are not converted to RGB (RGBA/L reach the processor)",
         tests=(T_DATA,),
