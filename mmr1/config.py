@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from mmr1.registry import did_you_mean
+from mmr1.registry import did_you_mean, short_repr
 
 
 class ConfigError(ValueError):
@@ -157,6 +157,9 @@ UNSUPPORTED_SCHEDULERS = {
     "cosine_warmup_with_min_lr": "it needs min_lr through lr_scheduler_kwargs, which mmr1 does not pass",
     "warmup_stable_decay": "it needs num_decay_steps through lr_scheduler_kwargs, which mmr1 does not pass",
 }
+# accelerate's trackers (LoggerType values), plus none.
+REPORT_TO = ("none", "all", "tensorboard", "wandb", "aim", "trackio", "comet_ml", "mlflow", "clearml", "dvclive",
+             "swanlab")
 # Accepted spellings of other tools, mapped to ours.
 ALIASES = {
     "kl_estimator": "kl_approximator",
@@ -201,11 +204,11 @@ def _coerce(value: Any, tp, key: str, where: str) -> Any:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [value] if not isinstance(value, str) or "," not in value else [v.strip() for v in value.split(",")]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: key {key!r} must be a list, got {value!r}")
+            raise ConfigError(f"{where}: key {key!r} must be a list, got {short_repr(value)}")
         return [_coerce(v, inner, key, where) for v in value]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: key {key!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"{where}: key {key!r} must be a mapping, got {short_repr(value)}")
         return value
     if tp is Any:
         return value
@@ -214,29 +217,29 @@ def _coerce(value: Any, tp, key: str, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{where}: key {key!r} must be true or false, got {value!r}")
+        raise ConfigError(f"{where}: key {key!r} must be true or false, got {short_repr(value)}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{where}: key {key!r} must be an integer, got {value!r}")
+            raise ConfigError(f"{where}: key {key!r} must be an integer, got {short_repr(value)}")
         try:
             number = float(value)
         except ValueError:
-            raise ConfigError(f"{where}: key {key!r} must be an integer, got {value!r}") from None
+            raise ConfigError(f"{where}: key {key!r} must be an integer, got {short_repr(value)}") from None
         if not math.isfinite(number) or number != int(number):
-            raise ConfigError(f"{where}: key {key!r} must be an integer, got {value!r}")
+            raise ConfigError(f"{where}: key {key!r} must be an integer, got {short_repr(value)}")
         return int(number)
     if tp is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{where}: key {key!r} must be a number, got {value!r}")
+            raise ConfigError(f"{where}: key {key!r} must be a number, got {short_repr(value)}")
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}: key {key!r} must be a number, got {value!r}") from None
+            raise ConfigError(f"{where}: key {key!r} must be a number, got {short_repr(value)}") from None
     if tp is str:
         if value is None:
             raise ConfigError(f"{where}: key {key!r} is empty; give a value, or remove the key for the default")
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"{where}: key {key!r} must be a string, got {value!r}")
+            raise ConfigError(f"{where}: key {key!r} must be a string, got {short_repr(value)}")
         return str(value)
     return value
 
@@ -271,7 +274,10 @@ def build_config(data: dict, where: str = "config", config_path: str | None = No
     for key, value in (data or {}).items():
         canonical = ALIASES.get(key, key)
         if canonical not in _FIELDS or canonical == "config_path":
-            problems.append(f"{where}: unknown key {key!r}.{did_you_mean(key, list(_FIELDS) + list(ALIASES))}")
+            known = [k for k in list(_FIELDS) + list(ALIASES) if k != "config_path"]
+            hint = (" config_path is set by mmr1 (the config file's own path); remove it" if key == "config_path"
+                    else did_you_mean(str(key), known))
+            problems.append(f"{where}: unknown key {key!r}.{hint}")
             continue
         try:
             values[canonical] = _coerce(value, typing.get_type_hints(TrainConfig)[canonical], key, where)
@@ -293,8 +299,10 @@ def _choice_problem(key: str, value, choices, where: str) -> str:
         return (f"{where}: lr_scheduler_type {value!r} is not supported: {UNSUPPORTED_SCHEDULERS[value]}; "
                 f"use one of {', '.join(choices)}")
     null = " (or null for transformers' default)" if key == "attn_implementation" else ""
-    return (f"{where}: {key} must be one of {', '.join(choices)}{null}, got {value!r}."
-            f"{did_you_mean(str(value), choices)}")
+    hint = did_you_mean(str(value), choices) or did_you_mean(str(value).lower(), choices)
+    if key == "scale_rewards" and str(value).lower() in ("true", "false"):
+        hint = " (trl's older true / false are group / none here)"
+    return f"{where}: {key} must be one of {', '.join(choices)}{null}, got {value!r}.{hint}"
 
 
 def _requirement(low, strict: bool, high) -> str | None:
@@ -333,6 +341,8 @@ def _numeric_problems(c: TrainConfig, where: str) -> list[str]:
         ("adam_beta1", 0, True, 1, "use e.g. 0.9"),
         ("adam_beta2", 0, True, 1, "use e.g. 0.999"),
         ("reward_timeout", 0, False, None, "seconds per reward call; 0 turns the deadline off"),
+        ("repetition_penalty", 0, True, None, "1.0 turns it off"),
+        ("num_train_epochs", 0, False, None, "or set max_steps"),
     ]
     p = []
     for key, low, strict, high, fix in checks:
@@ -341,6 +351,11 @@ def _numeric_problems(c: TrainConfig, where: str) -> list[str]:
             continue
         if not _in_range(value, low, strict, high):
             p.append(f"{where}: {key} must be {_requirement(low, strict, high)}, got {value!r}; {fix}")
+    if not (_in_range(c.top_p, 0, False, 1) and c.top_p > 0):
+        p.append(f"{where}: top_p must be in (0, 1], got {c.top_p!r}; it is the probability mass sampled from, "
+                 f"1.0 turns it off")
+    if c.use_peft and not (0 <= c.lora_dropout < 1):
+        p.append(f"{where}: lora_dropout must be in [0, 1), got {c.lora_dropout!r}; use e.g. 0.05")
     for j, w in enumerate(c.reward_weights or []):
         if not math.isfinite(w):
             p.append(f"{where}: reward_weights[{j}] must be finite, got {w!r}; give a finite weight per reward")
@@ -356,9 +371,19 @@ def _count_problems(c: TrainConfig, where: str) -> list[str]:
         if getattr(c, key) < low:
             p.append(f"{where}: {key} must be >= {low}, got {getattr(c, key)}; {fix}")
     for key, fix in (("save_total_limit", "or remove it to keep every checkpoint"),
-                     ("train_sample_size", "or remove it to use every row")):
+                     ("train_sample_size", "or remove it to use every row"),
+                     ("max_prompt_length", "or remove it for no limit"),
+                     ("steps_per_generation", "or remove it to use gradient_accumulation_steps"),
+                     ("min_pixels", "or remove it for the processor's default"),
+                     ("max_pixels", "or remove it for the processor's default")):
         if getattr(c, key) is not None and getattr(c, key) < 1:
             p.append(f"{where}: {key} must be at least 1, got {getattr(c, key)}; give a positive count {fix}")
+    if c.top_k is not None and c.top_k < 0:
+        p.append(f"{where}: top_k must be >= 0, got {c.top_k}; use 0 or remove it to sample from every token")
+    if c.use_peft and c.lora_r < 1:
+        p.append(f"{where}: lora_r must be at least 1, got {c.lora_r}; use e.g. 16")
+    if not 0 <= c.seed < 2 ** 32:
+        p.append(f"{where}: seed must be in [0, 2**32 - 1], got {c.seed}; numpy and torch refuse other seeds")
     return p
 
 
@@ -370,6 +395,16 @@ def _deadline_problems(c: TrainConfig, where: str) -> list[str]:
         if c.reward_timeout and isinstance(own, (int, float)) and own >= c.reward_timeout:
             p.append(f"{where}: reward_timeout ({c.reward_timeout:g} s) must be above reward {name!r}'s own "
                      f"timeout option ({own:g} s); raise reward_timeout, or set it to 0 for no deadline")
+        budget = options.get("budget") if isinstance(options, dict) else None
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget:
+            continue
+        if isinstance(own, (int, float)) and not isinstance(own, bool) and own > 0 and not budget >= own:
+            p.append(f"{where}: reward_kwargs.{name}.budget ({budget:g} s per call) must be at least its timeout "
+                     f"({own:g} s per sample), or 0 for no budget")
+        if c.reward_timeout and budget >= c.reward_timeout:
+            p.append(f"{where}: reward_kwargs.{name}.budget ({budget:g} s) must be below reward_timeout "
+                     f"({c.reward_timeout:g} s), which would otherwise end the call before its budget returns "
+                     f"partial scores; lower the budget or raise reward_timeout")
     return p
 
 
@@ -397,7 +432,7 @@ def validate(c: TrainConfig, where: str = "config") -> list[str]:
     for name, options in (c.reward_kwargs or {}).items():
         if not isinstance(options, dict):
             p.append(f"{where}: reward_kwargs: the options of reward {name!r} must be a mapping such as "
-                     f"{{timeout: 5}}, got {options!r}")
+                     f"{{timeout: 5}}, got {short_repr(options)}")
     unknown = set(c.reward_kwargs) - set(c.rewards)
     if unknown:
         name = sorted(unknown)[0]
@@ -406,6 +441,11 @@ def validate(c: TrainConfig, where: str = "config") -> list[str]:
     p += _numeric_problems(c, where) + _count_problems(c, where) + _deadline_problems(c, where)
     if not str(c.output_dir).strip():
         p.append(f"{where}: output_dir is empty; name the folder for checkpoints and final/, e.g. outputs/run")
+    reports = [c.report_to] if isinstance(c.report_to, str) else list(c.report_to or [])
+    for name in reports:
+        if name not in REPORT_TO:
+            p.append(f"{where}: report_to must be one of {', '.join(REPORT_TO)} (or a list of them), got {name!r}."
+                     f"{did_you_mean(str(name), REPORT_TO)}")
     if c.torch_dtype == "float16":
         p.append(f"{where}: torch_dtype float16 cannot train; use bfloat16 or float32: float16 training needs "
                  f"a loss scaler, which mmr1's GRPO loop does not use")
@@ -432,6 +472,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: where, what, and in what construct (its own text spans several lines)."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem:
+        return ": " + " ".join(str(exc).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context:
+        context = " ".join(context.split())
+        if context_mark is not None and (mark is None or context_mark.line != mark.line):
+            context += f" at line {context_mark.line + 1}"
+        problem = f"{problem} ({context})"
+    if "'\\t'" in problem:
+        problem += "; YAML indents with spaces, not tabs"
+    return f"{where}: {' '.join(problem.split())}"
+
+
 def load_config(path: str | Path | None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """Read a YAML config, apply ``--key value`` overrides, validate."""
     data = {}
@@ -439,6 +496,8 @@ def load_config(path: str | Path | None, overrides: list[str] | dict | None = No
     if path is not None:
         path = Path(path)
         where = str(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, not a config file; give the YAML file's path")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
@@ -447,7 +506,7 @@ def load_config(path: str | Path | None, overrides: list[str] | dict | None = No
             raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
                               f"re-save the file as UTF-8") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+            raise ConfigError(f"{path}: invalid YAML{_yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the config must be a mapping of keys to values")
     problems = []
@@ -456,7 +515,8 @@ def load_config(path: str | Path | None, overrides: list[str] | dict | None = No
         for key in list(extra):
             canonical = ALIASES.get(key, key)
             if canonical not in _FIELDS or canonical == "config_path":
-                problems.append(f"command line: unknown option --{key}.{did_you_mean(key, _FIELDS)}")
+                problems.append(f"command line: unknown option --{key}."
+                                f"{did_you_mean(key, [k for k in _FIELDS if k != 'config_path'])}")
                 del extra[key]
         data = {**data, **extra}
         where = f"{where} (+ command-line overrides)" if path else where

@@ -67,7 +67,7 @@ class PluginManager:
             name = plugin_name or module
             try:
                 module = importlib.import_module(module)
-            except Exception as exc:  # noqa: BLE001 - re-raised with the plugin named
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - re-raised with the plugin named
                 raise PluginError(
                     f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}"
                 ) from exc
@@ -92,6 +92,8 @@ class PluginManager:
     def add_file(self, path: str | Path) -> None:
         """Import a ``.py`` file as a plugin (its name is the file path)."""
         path = Path(path).resolve()
+        if path.is_dir():
+            raise PluginError(f"plugin file {str(path)!r} is a folder; give a .py file, or the package's module name")
         if not path.is_file():
             raise PluginError(f"plugin file {str(path)!r} does not exist")
         module_name = f"mmr1_user_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
@@ -102,7 +104,7 @@ class PluginManager:
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - SystemExit too: a plugin never ends the command
             raise PluginError(
                 f"plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
             ) from exc
@@ -117,7 +119,7 @@ class PluginManager:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # noqa: BLE001
+            except (Exception, SystemExit) as exc:  # noqa: BLE001
                 raise PluginError(
                     f"plugin {label!r} (entry point of package "
                     f"{ep.dist.name if ep.dist else '?'}) failed to import: {type(exc).__name__}: {exc}"
@@ -158,7 +160,7 @@ class PluginManager:
 
                 try:
                     impl.function(register=register)
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     if exc.__class__.__name__ == "RegistryError":
                         raise
                     raise PluginError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,16 @@ def did_you_mean(name: str, choices) -> str:
     """' Did you mean 'x'?' or an empty string."""
     match = closest(name, choices)
     return f" Did you mean {match!r}?" if match else ""
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxtuple, _SHORT.maxset = 2, 6, 6, 6, 6
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 120, 120, 60
+
+
+def short_repr(value) -> str:
+    """``repr`` bounded in length and depth: a message never prints (or walks) a huge or deeply nested value."""
+    return _SHORT.repr(value)
 
 
 def first_paragraph(doc: str | None) -> str:

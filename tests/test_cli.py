@@ -12,7 +12,6 @@ from PIL import Image
 
 from mmr1.cli import main
 from mmr1.models.tiny import build_tiny_vlm
-from mmr1.plugins import reset_plugin_manager
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +19,7 @@ def tiny_model(tmp_path_factory):
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny") / "m")
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins():
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 
 def _png(path: Path, colour=(255, 0, 0)) -> Path:

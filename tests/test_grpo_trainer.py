@@ -20,13 +20,6 @@ TEST_REWARDS = str(Path(__file__).parent / "helpers" / "test_rewards_plugin.py")
 
 
 @pytest.fixture(scope="module")
-def tiny_vl(tmp_path_factory):
-    from mmr1.models.tiny import build_tiny_vlm
-
-    return str(build_tiny_vlm(tmp_path_factory.mktemp("vl") / "m", text_hidden=64, seed=3))
-
-
-@pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
     from mmr1.models.tiny import build_tiny_causal_lm
 

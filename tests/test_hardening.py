@@ -16,23 +16,11 @@ import torch
 from mmr1.cli import main
 from mmr1.config import build_config
 from mmr1.grpo.rewards import RewardFunction, RewardOptionError, RewardRunner, build_rewards
-from mmr1.plugins import reset_plugin_manager
 
 TEST_REWARDS = str(Path(__file__).parent / "helpers" / "test_rewards_plugin.py")
 
 
-@pytest.fixture(scope="module")
-def tiny_vl(tmp_path_factory):
-    from mmr1.models.tiny import build_tiny_vlm
-
-    return str(build_tiny_vlm(tmp_path_factory.mktemp("vl") / "m", text_hidden=64, seed=3))
-
-
-@pytest.fixture(autouse=True)
-def fresh_plugins():
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 
 def _config(model, out, **over) -> dict:
@@ -180,6 +168,16 @@ def test_reward_timeout_must_exceed_a_rewards_own_timeout():
                                          r"timeout option \(5 s\)"):
         build_config({"reward_timeout": 3, "reward_kwargs": {"accuracy": {"timeout": 5}}})
     assert build_config({"reward_timeout": 0, "reward_kwargs": {"accuracy": {"timeout": 5}}}).reward_timeout == 0
+
+
+def test_a_rewards_budget_sits_between_its_timeout_and_reward_timeout():
+    with pytest.raises(ValueError, match=r"budget \(150 s\) must be below reward_timeout \(120 s\)"):
+        build_config({"reward_kwargs": {"accuracy": {"budget": 150}}})
+    with pytest.raises(ValueError, match=r"budget \(2 s per call\) must be at least its timeout \(5 s"):
+        build_config({"reward_kwargs": {"accuracy": {"timeout": 5, "budget": 2}}})
+    ok = {"accuracy": {"timeout": 5, "budget": 30}}
+    assert build_config({"reward_kwargs": ok}).reward_kwargs == ok
+    assert build_config({"reward_timeout": 0, "reward_kwargs": {"accuracy": {"budget": 500}}}).reward_timeout == 0
 
 
 def test_valid_defaults_still_pass():

@@ -23,13 +23,6 @@ from mmr1.templates import Template
 TEST_REWARDS = str(Path(__file__).parent / "helpers" / "test_rewards_plugin.py")
 
 
-@pytest.fixture(scope="module")
-def tiny_vl(tmp_path_factory):
-    from mmr1.models.tiny import build_tiny_vlm
-
-    return str(build_tiny_vlm(tmp_path_factory.mktemp("vl") / "m", text_hidden=64, seed=3))
-
-
 def _config(model, out, **over):
     data = {
         "model_name_or_path": model, "dataset": "shapes", "dataset_kwargs": {"n": 16, "seed": 5, "image_size": 56},

@@ -19,12 +19,7 @@ EP_DIST = "mmr1-test-myplug"
 EP_MODULE = "mmr1_test_myplug"
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins():
-    """Every test starts from, and leaves behind, a fresh process-wide plugin manager."""
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 
 def _write(path, text):

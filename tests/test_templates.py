@@ -7,7 +7,6 @@ import textwrap
 import pytest
 
 import mmr1
-from mmr1.plugins import reset_plugin_manager
 from mmr1.registry import RegistryError
 from mmr1.templates import Template, TemplateError, load_template_file, resolve_template, templates_dir
 
@@ -22,11 +21,7 @@ R1V_SYSTEM = (
 )
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins():
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 
 def _file(tmp_path, text, name="mine.yaml"):

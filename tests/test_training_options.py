@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_grpo_trainer import base_config, tiny_vl  # noqa: F401  (tiny_vl is a fixture)
+from test_grpo_trainer import base_config
 
 from mmr1.config import build_config
 from mmr1.grpo import algorithms as algo

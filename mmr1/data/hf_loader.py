@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmr1.data.dataset import RowDataset
+from mmr1.data.json_loader import missing_columns
 from mmr1.data.rows import normalize_row
 
 
@@ -25,7 +26,7 @@ def load_hf(path: str, split: str = "train", columns: dict[str, str] | None = No
         ds = datasets.load_dataset(path, name, split=split)
     ds = _lazy_images(ds, datasets)
     source = str(path)
-    rows, problems = [], []
+    rows, problems = [], missing_columns(columns, [dict.fromkeys(ds.column_names)], source, source)
     for index, raw in enumerate(ds):
         row, found = normalize_row(raw, source, index, None, columns)
         problems.extend(found)

@@ -20,10 +20,15 @@ def load_image(ref) -> Image.Image:
             import io
 
             return _open(io.BytesIO(ref["bytes"]), "<bytes>")
+        if not ref.get("path"):
+            raise ImageLoadError(f"image must be a path, or a mapping with 'bytes' or 'path'; got a mapping with "
+                                 f"keys {sorted(map(str, ref))}")
         ref = ref.get("path")
     if not isinstance(ref, (str, Path)):
         raise ImageLoadError(f"image must be a path or an image, got {type(ref).__name__}")
     path = Path(ref)
+    if path.is_dir():
+        raise ImageLoadError(f"image path is a folder, not an image file: {path}")
     if not path.is_file():
         raise ImageLoadError(f"image file not found: {path}")
     return _open(path, str(path))

@@ -45,6 +45,23 @@ def read_raw_rows(file: Path, not_a_list: str) -> tuple[list[tuple[int, object]]
     return raw_rows, problems
 
 
+def missing_columns(columns, raw_rows, source: str, label: str) -> list[DataProblem]:
+    """A ``columns`` mapping whose source column no row has: a typo that would otherwise be ignored."""
+    if not isinstance(columns, dict) or not raw_rows:
+        return []
+    present = {k for raw in raw_rows if isinstance(raw, dict) for k in raw}
+    problems = []
+    for src, dst in columns.items():
+        if src not in present:
+            from mmr1.registry import did_you_mean
+
+            problems.append(DataProblem(source, None, (
+                f"dataset_kwargs: columns maps {src!r} (to {dst!r}), which no row of {label} has (its columns: "
+                f"{', '.join(sorted(map(str, present))) or 'none'}).{did_you_mean(str(src), sorted(map(str, present)))} "
+                f"Fix the name, or drop it from columns")))
+    return problems
+
+
 def load_json(path: str, columns: dict[str, str] | None = None, strict: bool = True, **_) -> RowDataset:
     """Rows from a JSON list or JSONL file; image paths are relative to the file's folder.
 
@@ -54,10 +71,15 @@ def load_json(path: str, columns: dict[str, str] | None = None, strict: bool = T
         raise ValueError("dataset 'json' needs dataset_path: a .json or .jsonl file")
     file = Path(path)
     source = str(file)
+    if file.is_dir():
+        raise ValueError(f"dataset_path {file} is a folder; give a .json or .jsonl file (for a folder written by "
+                         f"datasets' save_to_disk, set dataset: hf)")
     if not file.is_file():
-        raise FileNotFoundError(f"dataset file not found: {file} (dataset_path is relative to where you run mmr1)")
+        raise FileNotFoundError(f"dataset file not found: {file} (a relative dataset_path is looked up next to the "
+                                f"config file, then in the folder you run mmr1 from)")
     base = file.resolve().parent
     raw_rows, problems = read_raw_rows(file, "a .json data file must hold a list of rows")
+    problems += missing_columns(columns, [raw for _, raw in raw_rows], source, file.name)
     rows = []
     for index, raw in raw_rows:
         row, found = normalize_row(raw, source, index, base, columns)

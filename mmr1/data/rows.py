@@ -60,7 +60,10 @@ def normalize_row(raw, source: str, row: int, base_dir: Path | None,
         images = []
     resolved = []
     for ref in images:
-        if isinstance(ref, str):
+        if isinstance(ref, str) and not ref.strip():
+            problems.append(DataProblem(source, row, "field 'image' holds an empty path; give the image file's path, "
+                                                     "or remove the field for a text-only row"))
+        elif isinstance(ref, str):
             path = Path(ref)
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path

@@ -63,7 +63,11 @@ def data_path(config: TrainConfig, path: str | None) -> str | None:
     if path is None or Path(path).is_absolute() or config.config_path is None:
         return path
     candidate = config.config_dir / path
-    return str(candidate) if candidate.exists() or not Path(path).exists() else path
+    if candidate.exists():
+        return str(candidate)
+    if Path(path).exists() or config.dataset != "json":   # other loaders also take names (hub ids): keep them
+        return path
+    return str(candidate)
 
 
 def _user_errors() -> tuple[type, ...]:
@@ -91,8 +95,8 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
               check_eval: bool = True) -> Preflight:
     """Resolve and check everything a run needs, without weights; collect every problem."""
     from mmr1.grpo.batching import plan_batches
-    from mmr1.grpo.rewards import build_rewards, check_option_columns, dataset_columns
-    from mmr1.plugins import get_dataset, get_rollout_backend, load_plugins
+    from mmr1.grpo.rewards import check_option_columns, dataset_columns
+    from mmr1.plugins import get_dataset, get_plugin_manager, get_rollout_backend, load_plugins
     from mmr1.templates import resolve_template
 
     out = Preflight(None)
@@ -102,16 +106,29 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
         try:
             return fn()
         except errors as exc:
-            out.problems.append(f"{label}: {exc}")
+            text = str(exc)
+            out.problems.append(text if text.startswith(f"{label}:") else f"{label}: {text}")
             return None
 
-    attempt("plugins", lambda: load_plugins(config.plugins, base_dir=config.config_dir))
+    manager = attempt("plugins", lambda: load_plugins(config.plugins, base_dir=config.config_dir))
     plan = attempt("batch", lambda: plan_batches(
         num_processes, config.per_device_train_batch_size, config.num_generations,
         config.gradient_accumulation_steps, config.steps_per_generation, config.num_iterations))
+    if manager is not None:
+        registries = attempt("plugins", lambda: manager.registries)
+    else:                  # the config's plugin failed; the others (built-ins, installed ones) may still resolve
+        try:
+            registries = get_plugin_manager().registries
+        except Exception:  # noqa: BLE001 - the same failure, already reported under plugins
+            registries = None
+    if registries is None:
+        # a plugin failed to load or register, or took a name twice: no name resolves, so say it once
+        attempt("output", lambda: _check_output(config))
+        return out
     template = attempt("template", lambda: resolve_template(
         config.template, config.system_prompt_template, config.question_template, config.answer_template))
-    rewards = attempt("rewards", lambda: build_rewards(config.rewards, config.reward_kwargs))
+    rewards = _build_rewards(config, out.problems)
+    attempt("output", lambda: _check_output(config))
     backend_cls = attempt("rollout backend", lambda: get_rollout_backend(config.rollout_backend))
     adapter_cls = attempt("model", lambda: _resolve_model(config))
     processor = None
@@ -136,8 +153,12 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
         if bad_keys:
             out.problems += [f"{label}: {p}" for p in bad_keys]
             continue
-        dataset = attempt(label, lambda: loader(path=data_path(config, path), strict=False, **kwargs))
+        dataset = attempt(label, lambda: _load(config.dataset, loader, data_path(config, path), kwargs))
         if dataset is None:
+            continue
+        if len(dataset) == 0 and not getattr(dataset, "problems", None):
+            out.problems.append(f"{label}: {getattr(dataset, 'source', config.dataset)}: the data set holds no rows; "
+                                f"check dataset_path and dataset_kwargs")
             continue
         if label == "train data":
             dataset = dataset.subsample(config.train_sample_size, config.seed)
@@ -148,10 +169,84 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
         datasets[label] = dataset
     if "train data" in datasets and rewards is not None:
         attempt("rewards", lambda: check_option_columns(rewards, dataset_columns(datasets["train data"])))
+        out.problems += [f"rewards: {p}" for p in _call_problems(
+            rewards, dataset_columns(datasets["train data"]), getattr(backend_cls, "extra_columns", ()))]
     if not out.problems:
         out.prepared = Prepared(config, plan, template, rewards, datasets["train data"], adapter_cls, backend_cls,
                                 processor, datasets.get("eval data"))
     return out
+
+
+def _build_rewards(config: TrainConfig, problems: list[str]):
+    """The rewards, one at a time so that every problem names its reward; None (and ``problems`` grown) if any."""
+    from mmr1.grpo.rewards import build_rewards
+    from mmr1.registry import RegistryError, short_repr
+
+    built, found = [], []
+    for name in config.rewards:
+        try:
+            built += build_rewards([name], config.reward_kwargs)
+        except RegistryError as exc:           # unknown names and bad options: the message names the reward
+            found += str(exc).splitlines()
+        except Exception as exc:  # noqa: BLE001 - a reward class's __init__ is plugin code
+            options = (config.reward_kwargs or {}).get(name) or {}
+            found.append(f"reward {name!r} failed to build with its reward_kwargs {short_repr(options)}: "
+                         f"{_first_line(exc)}; fix the options or the reward's plugin")
+    for reward in built:
+        if not callable(reward.fn):
+            found.append(f"reward {reward.name!r} is not callable (its plugin registered an object of type "
+                         f"{type(reward.fn).__name__}); register a function taking (completions, **kwargs)")
+    problems += [f"rewards: {p}" for p in found]
+    return None if found else built
+
+
+def _call_problems(rewards, columns, backend_columns=()) -> list[str]:
+    """Rewards whose signature cannot take what every call passes: the completions, every column and what the
+    rollout backend adds (``generated_images`` for ``t2i``), by name."""
+    from mmr1.grpo.rewards import PASSED_COLUMNS
+
+    passed = sorted((set(columns) | set(PASSED_COLUMNS) | set(backend_columns)) - {"completions"})
+    problems = []
+    for reward in rewards:
+        try:
+            signature = inspect.signature(reward.fn)
+        except (TypeError, ValueError):       # a builtin or C callable: nothing to check against
+            continue
+        try:
+            signature.bind([], **{**{c: None for c in passed}, **reward.options})
+        except TypeError as exc:
+            problems.append(f"reward {reward.name!r} cannot be called as mmr1 calls it, with the completions and "
+                            f"the keywords {', '.join(passed)}: {exc}; give it a **kwargs parameter")
+    return problems
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _load(name: str, loader, path, kwargs):
+    """The loader's data set; a loader failing on its own (plugin code) is one line naming the loader."""
+    from mmr1.registry import short_repr
+
+    try:
+        return loader(path=path, strict=False, **kwargs)
+    except _user_errors():
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"dataset {name!r} failed to load with dataset_kwargs {short_repr(kwargs)}: "
+                         f"{_first_line(exc)}; check dataset_kwargs") from None
+
+
+def _check_output(config: TrainConfig) -> None:
+    """``output_dir`` takes files, and ``resume_from_checkpoint`` names a checkpoint, as ``train`` will need."""
+    from mmr1.grpo.checkpoint import OutputDirError, check_output_dir, resolve_resume
+
+    try:
+        check_output_dir(config.output_dir)
+    except OutputDirError as exc:
+        raise ValueError(str(exc)) from None
+    resolve_resume(config.resume_from_checkpoint, config.output_dir)
 
 
 def _resolve_model(config: TrainConfig):
@@ -174,9 +269,10 @@ def _resolve_model(config: TrainConfig):
     try:
         return resolve_adapter(name, config.model_adapter)
     except (OSError, ValueError) as exc:
-        if path.is_dir():
-            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if path.is_dir():
+            raise ValueError(f"model_name_or_path {name!r}: its config.json cannot be read as a transformers model "
+                             f"config ({first}); point it at the folder save_pretrained wrote") from None
         raise ValueError(f"model_name_or_path {name!r}: not a local folder, and it could not be loaded as a "
                          f"hub id ({first}); check the name, or download the model and give its folder") from None
 
@@ -189,7 +285,7 @@ def _bare_adapter(adapter_cls, processor, config: TrainConfig):
 
 def _dataset_kwarg_problems(name: str, loader, kwargs: dict, key: str) -> list[str]:
     """Keys the loader does not take (loaders end in ``**_``: ignored keys are a silent typo)."""
-    from mmr1.registry import did_you_mean
+    from mmr1.registry import did_you_mean, short_repr
 
     if not isinstance(kwargs, dict):
         return [f"{key} must be a mapping of loader options, got {type(kwargs).__name__}"]
@@ -206,18 +302,19 @@ def _dataset_kwarg_problems(name: str, loader, kwargs: dict, key: str) -> list[s
         if option in named:
             continue
         if option in ("path", "strict"):
-            problems.append(f"{key}: {option!r} is set by mmr1 itself; use dataset_path for the path")
+            fix = "use dataset_path for the path" if option == "path" else "mmr1 checks every row and reports them all"
+            problems.append(f"{key}: {option!r} is set by mmr1 itself; {fix}")
             continue
         hint = did_you_mean(option, named)
         if takes_any and not hint:
             continue
         problems.append(f"{key}: dataset {name!r} has no option {option!r} (options: "
-                        f"{', '.join(named) or 'none'}).{(' ' + hint) if hint else ''}")
+                        f"{', '.join(named) or 'none'}).{hint}")
     if "columns" in kwargs and kwargs["columns"] is not None and not (
             isinstance(kwargs["columns"], dict) and all(isinstance(k, str) and isinstance(v, str)
                                                         for k, v in kwargs["columns"].items())):
         problems.append(f"{key}: columns must map your column names to mmr1's, e.g. "
-                        f"{{columns: {{question: problem, answer: solution}}}}, got {kwargs['columns']!r}")
+                        f"{{columns: {{question: problem, answer: solution}}}}, got {short_repr(kwargs['columns'])}")
     return problems
 
 

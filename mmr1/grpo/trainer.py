@@ -40,11 +40,11 @@ class TrainingHalted(RuntimeError):
 
 
 class OutputWriteError(TrainingHalted):
-    """A checkpoint, ``final/`` or a log could not be written to ``output_dir`` (full disk, read-only, no permission)."""
+    """A checkpoint, ``final/`` or a log could not be written to output_dir (full disk, read-only, no permission)."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped :meth:`GRPOTrainer.train` (a ``KeyboardInterrupt``, so ``except Exception`` passes it on).
+    """SIGINT or SIGTERM stopped :meth:`GRPOTrainer.train` (a ``KeyboardInterrupt``: ``except Exception`` passes it).
 
     After the first signal the rollout in progress finishes and ``checkpoint`` is written at that rollout boundary
     (``saved``), unless one for this step exists already or no step was taken. After a second signal the run is
@@ -465,29 +465,31 @@ class GRPOTrainer:
         from tqdm.auto import tqdm
 
         c, acc = self.config, self.accelerator
-        check_output_dir(self.output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        if acc.is_main_process:
-            removed = remove_stale_tmp(self.output_dir)
-            if removed:
-                log.warning("removed %d temporary folder(s) left in %s by an interrupted save: %s",
-                            len(removed), self.output_dir, ", ".join(removed))
-        acc.wait_for_everyone()
         self.stop_signal, self._last_checkpoint, self._activity = None, None, "before the first step"
-        resume = resolve_resume(c.resume_from_checkpoint, c.output_dir)
-        if resume is not None:
-            state = load_checkpoint(acc, resume)
-            self.global_step, self.rollout_step = state["global_step"], state["rollout_step"]
-            self.sampler.consumed = state["prompts_consumed"]
-            self._last_checkpoint = (self.global_step, Path(resume))
-            acc.print(f"resumed from {resume} at step {self.global_step}")
-        elif c.resume_from_checkpoint == "latest" and acc.is_main_process:
-            log.warning("resume_from_checkpoint: latest: no checkpoint in %s; starting from step 0", self.output_dir)
-        if c.resume_from_checkpoint and acc.is_main_process:
-            self._truncate_logs(self.global_step)
         guard = _SignalGuard(self._abort, announce=acc.is_main_process, doing=lambda: self._activity)
-        guard.install()
+        guard.install()                  # from here on (a checkpoint loading included) a signal is handled
+        bar = None
         try:
+            check_output_dir(self.output_dir)
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            if acc.is_main_process:
+                removed = remove_stale_tmp(self.output_dir)
+                if removed:
+                    log.warning("removed %d temporary folder(s) left in %s by an interrupted save: %s",
+                                len(removed), self.output_dir, ", ".join(removed))
+            acc.wait_for_everyone()
+            resume = resolve_resume(c.resume_from_checkpoint, c.output_dir)
+            if resume is not None:
+                state = load_checkpoint(acc, resume)
+                self.global_step, self.rollout_step = state["global_step"], state["rollout_step"]
+                self.sampler.consumed = state["prompts_consumed"]
+                self._last_checkpoint = (self.global_step, Path(resume))
+                acc.print(f"resumed from {resume} at step {self.global_step}")
+            elif c.resume_from_checkpoint == "latest" and acc.is_main_process:
+                log.warning("resume_from_checkpoint: latest: no checkpoint in %s; starting from step 0",
+                            self.output_dir)
+            if c.resume_from_checkpoint and acc.is_main_process:
+                self._truncate_logs(self.global_step)
             if acc.is_main_process and c.report_to not in ("none", ["none"]):
                 acc.init_trackers(c.run_name or "mmr1", config={k: v for k, v in c.to_dict().items()
                                                                 if isinstance(v, (int, float, str, bool))})
@@ -529,6 +531,8 @@ class GRPOTrainer:
             acc.end_training()
         finally:
             guard.uninstall()
+            if bar is not None:
+                bar.close()
         return self.history
 
     def _next_save(self):
@@ -570,7 +574,8 @@ class GRPOTrainer:
         """A second signal: give up at once; name the last complete checkpoint (a half-written one is a temp folder)."""
         found = list_checkpoints(self.output_dir)
         path = found[-1] if found else None
-        last = f"the last complete checkpoint is {path}" if path else f"there is no complete checkpoint in {self.output_dir}"
+        last = (f"the last complete checkpoint is {path}" if path
+                else f"there is no complete checkpoint in {self.output_dir}")
         message = (f"aborted by a second {signal.Signals(signum).name} {self._activity}: nothing more was saved; "
                    f"{last}")
         return TrainingInterrupted(signum, message, path, self._resume_spec(path), aborted=True)
@@ -764,6 +769,9 @@ class _SignalGuard:
                 signal.set_wakeup_fd(self._old_wakeup if self._old_wakeup is not None else -1)
             os.close(self._pipe[1])          # the watcher reads EOF, closes its end and returns
             self._pipe = None
+            # joined, not left as a daemon: one still waking up while the interpreter finalizes is ended with
+            # pthread_exit, which can abort the process ("terminate called without an active exception")
+            self._thread.join(timeout=5)
 
     def _handle(self, signum, frame) -> None:
         now = time.monotonic()
@@ -790,7 +798,8 @@ class _SignalGuard:
             os.close(w)
             return
         self._pipe = (r, w)
-        threading.Thread(target=self._watch, args=(r,), name="mmr1-signal-watch", daemon=True).start()
+        self._thread = threading.Thread(target=self._watch, args=(r,), name="mmr1-signal-watch", daemon=True)
+        self._thread.start()
 
     def _watch(self, r: int) -> None:
         first, deadline, last = None, None, 0

@@ -263,6 +263,7 @@ class T2IRollout(HFRollout):
     """
 
     name = "t2i"
+    extra_columns = ("generated_images",)
 
     def __init__(self, adapter, accelerator=None, config=None, **options):
         super().__init__(adapter, accelerator, **options)

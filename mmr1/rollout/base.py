@@ -34,6 +34,7 @@ class RolloutBackend:
     """Interface: ``generate(model, prompts, prompt_index, sampling) -> Rollout``."""
 
     name = "base"
+    extra_columns: tuple[str, ...] = ()   # keywords its rollouts add to every reward call (``Rollout.extras``)
 
     def __init__(self, adapter, accelerator=None, **options):
         self.adapter = adapter

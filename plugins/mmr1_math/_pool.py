@@ -9,6 +9,12 @@ processes such as dataloader workers, and from any thread.
 Each task gets ``timeout`` seconds from the moment it is sent; if no answer comes, the worker is
 killed, the sample is reported as timed out, and a fresh worker is started for the next task
 (about 0.5 s). A pool created before a ``fork`` is abandoned, not shared, by the child.
+
+A call may also have a ``deadline`` (a :func:`_clock` time) for the whole batch: each task's own
+deadline is cut to what is left of it, a task cut short that way (or never sent because nothing was
+left) is reported as ``budget``, not ``timeout`` (it did not use its own deadline, so it is no proof
+that the sample is pathological). Starting a slot's first worker (once per process, about a second)
+is not counted against the call's deadline; restarts after a timeout or crash are.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ STARTUP_TIMEOUT_S = 120.0
 TIMEOUT = "timeout"
 CRASH = "crash"
 OK = "ok"
+BUDGET = "budget"  # not scored: the call's deadline ran out before or while the task ran
+#: The call's deadline is read from this clock (tests replace it with a fake one).
+_clock = time.monotonic
+#: A task is not sent when less than this is left of the call's deadline.
+MIN_SLICE_S = 0.05
 _DEAD = "dead"  # the worker was gone before the task reached it: retried on a fresh one
 
 
@@ -122,12 +133,14 @@ class VerifyPool:
         self._workers: list[_Worker | None] = []
         self.restarts = 0
         self.started = 0
+        self._slots_started: set[int] = set()
 
     def _check_fork(self) -> None:
         if os.getpid() != self._pid:  # inherited through fork: the workers belong to the parent
             self._pid = os.getpid()
             self._lock = threading.Lock()
             self._workers = []
+            self._slots_started = set()
 
     def _worker(self, k: int, cpu_guard_s: float, memory_mb: int) -> _Worker:
         w = self._workers[k]
@@ -140,7 +153,10 @@ class VerifyPool:
             self._workers[k] = w
         return w
 
-    def run(self, tasks: list[dict], timeout: float, workers: int = 1, memory_mb: int = 0):
+    def run(self, tasks: list[dict], timeout: float, workers: int = 1, memory_mb: int = 0,
+            deadline: float | None = None):
+        """One ``(status, reply)`` per task. ``deadline``: a :func:`_clock` time by which the whole call
+        ends; tasks it leaves unscored get status ``budget``."""
         self._check_fork()
         results: list[tuple[str, dict] | None] = [None] * len(tasks)
         if not tasks:
@@ -155,22 +171,52 @@ class VerifyPool:
             errors: list[BaseException] = []
 
             def drain(k: int) -> None:
+                end = deadline  # this thread's deadline: plus the time its first worker took to start
+
+                def slice_left() -> float | None:
+                    return None if end is None else end - _clock()
+
+                def start(k: int) -> _Worker:
+                    nonlocal end
+                    first = k not in self._slots_started
+                    began = _clock()
+                    w = self._worker(k, cpu_guard_s, memory_mb)
+                    self._slots_started.add(k)
+                    if first and end is not None:
+                        end += _clock() - began
+                    return w
+
+                def ask(w: _Worker, task: dict) -> tuple[str, dict, bool]:
+                    """(status, reply, whether the worker is left busy or broken and must go)."""
+                    left = slice_left()
+                    if left is not None and left < MIN_SLICE_S:
+                        return BUDGET, {}, False  # not sent
+                    limit = timeout if left is None else min(timeout, left)
+                    status, reply = w.ask(task, limit)
+                    if status == TIMEOUT and limit < timeout:
+                        return BUDGET, {}, True  # cut short by the call's deadline, not past its own
+                    return status, reply, status != OK
+
                 try:
                     while True:
                         idx = next(counter)
                         if idx >= len(tasks):
                             return
-                        w = self._worker(k, cpu_guard_s, memory_mb)
-                        status, reply = w.ask(tasks[idx], timeout)
+                        left = slice_left()
+                        if left is not None and left < MIN_SLICE_S:
+                            results[idx] = (BUDGET, {})
+                            continue
+                        w = start(k)
+                        status, reply, broken = ask(w, tasks[idx])
                         if status == _DEAD:  # died while idle: not this task's fault
                             w.kill()
                             self._workers[k] = None
                             self.restarts += 1
-                            w = self._worker(k, cpu_guard_s, memory_mb)
-                            status, reply = w.ask(tasks[idx], timeout)
+                            w = start(k)
+                            status, reply, broken = ask(w, tasks[idx])
                             if status == _DEAD:
                                 status = CRASH
-                        if status != OK:
+                        if broken:
                             w.kill()
                             self._workers[k] = None
                             self.restarts += 1

@@ -5,23 +5,35 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 from collections import OrderedDict
 
 from mmr1_math import _pool
 from mmr1_math.answers import (
+    LIST_GAP,
+    MATH_WORDS,
+    MAX_HEDGE_TEXT,
+    after_answer_cue,
     as_text,
     final_answer,
     is_prose,
     normalize,
     plain_number,
+    previous_alternative,
     solution_text,
+    split_alternatives,
     strip_units,
 )
 
 logger = logging.getLogger("mmr1_math")
 
 DEFAULT_TIMEOUT_S = 5.0
+#: The default per-call budget (option ``budget``): max(this, ``timeout``) seconds for the whole call.
+#: Four default per-sample deadlines: with two workers, eight samples can each run their full 5 s
+#: (plus restarts) before the rest go unscored; an ordinary batch takes well under a second, and
+#: 20 s is a sixth of the trainer's default ``reward_timeout`` (120 s), which stays the backstop.
+DEFAULT_BUDGET_S = 20.0
 DEFAULT_MEMORY_MB = 4096
 #: With no ``<answer>`` block and no ``\boxed{}``, only this many trailing characters of the
 #: completion are searched for the final answer (the answer is at the end; a 100 KB ramble is not
@@ -39,6 +51,8 @@ _STATS = {
     "timeouts": 0,  # samples scored 0 because math-verify ran past the deadline
     "crashes": 0,  # samples scored 0 because the worker died (e.g. out of memory)
     "errors": 0,  # math-verify raised (scored 0, not a timeout)
+    "hedged": 0,  # scored 0: the answer offered several distinct values for a one-value solution
+    "over_budget": 0,  # left unscored (None): the call's budget ran out before math-verify got to them
 }
 _warned: set[str] = set()
 _poison: OrderedDict = OrderedDict()  # (gold, pred) pairs that timed out before: not retried
@@ -115,13 +129,102 @@ def _fast(pred: str, gold: str) -> float | None:
     return None
 
 
-def _inline(tasks: list[dict], timeout: float) -> list[tuple[str, dict]]:
-    """Score in this process: math-verify's SIGALRM timeout on the main thread, none elsewhere."""
+# -- hedging ---------------------------------------------------------------------------------------
+_SEVERAL = re.compile(r"\\(?:pm|mp|cup|cap|lor|land)(?![A-Za-z])|[±∓∪]|(?<![A-Za-z\\])(?i:and|or)(?![A-Za-z])")
+_SPLIT_AND = re.compile(r"(?<![A-Za-z\\])(?i:and)(?![A-Za-z])")
+_NEGATED = re.compile(r"^\s*(?:(?i:not|rather\s+than|instead\s+of|isn't|is\s+not)(?![A-Za-z])|≠|\\neq?(?![A-Za-z]))")
+_APPROX = re.compile(
+    r"\\approx(?![A-Za-z])|≈|(?<![A-Za-z])(?i:approximately|approx|roughly|about|around|circa)(?![A-Za-z])"
+)
+_PROSE = re.compile(r"(?<![A-Za-z\\])(?:[A-Za-z]{2,}|(?i:i\.e|e\.g)\.?)(?![A-Za-z])")
+_VALUE = re.compile(r"\$[^$]{1,200}\$|(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
+
+
+def _one_valued(gold: str) -> bool:
+    """True if the solution is one value (a number, an expression), not a tuple, a set, an interval,
+    a list or an "x = 1 or x = 2": only then can an answer with several values be a hedge."""
+    g = strip_units(gold)
+    if plain_number(g) is not None:
+        return True
+    return len(split_alternatives(g)) == 1 and not _SEVERAL.search(g)
+
+
+def _value_key(part: str) -> str | None:
+    """The value a piece of an answer states, as a comparable string, or None if it states none
+    (prose, a negated value "not 3", an approximation "about 2.83")."""
+    if _NEGATED.match(part):
+        return None
+    m = _APPROX.search(part)
+    if m:
+        part = part[: m.start()]  # "2\sqrt{2} \approx 2.83": the exact value is the answer
+    part = part[part.rfind("=") + 1 :]  # "3 + 4 = 7", "x = 7": the value after the last "="
+    part = _PROSE.sub(lambda w: w.group(0) if w.group(0).lower() in MATH_WORDS else " ", part)
+    if not any(c.isdigit() or c in "\\π∞√" for c in part):
+        return None
+    bare = normalize(strip_units(part.replace("$", " ")))
+    number = plain_number(bare)
+    if number is not None:
+        return str(number.normalize())
+    return "".join(bare.split())
+
+
+def _hedged(pred: str, source: str, text: str, gold: str) -> bool:
+    """True if the final answer offers several distinct values while the solution is one value.
+
+    The answer is cut at its alternative markers (top-level ``,`` / ``;``, "or", "maybe", "and", ...;
+    see :func:`mmr1_math.answers.split_alternatives`), and each piece's value is read (after its last
+    ``=``, prose, units, a negated "not 3" and an approximation "≈ 2.83" left out): two distinct
+    values are a hedge. In a completion without ``<answer>`` / ``\\boxed{}`` this applies to the text
+    after the last "answer is" / "answer:"; with no such phrase the reasoning may hold many numbers,
+    and only a list of distinct values ending the completion, joined by punctuation or "or" / "maybe"
+    alone ("It is 7, or maybe 3"), is a hedge. A block or box offered as an alternative to the final
+    one (``\\boxed{7} or \\boxed{3}``) is a hedge too."""
+    if not _one_valued(gold):
+        return False
+    prev = previous_alternative(text, source)
+    if prev is not None:
+        a, b = _value_key(prev[-MAX_HEDGE_TEXT:]), _value_key(pred[-MAX_HEDGE_TEXT:])
+        if a is not None and b is not None and a != b:
+            return True
+    region = pred[-MAX_HEDGE_TEXT:]
+    if source == "whole":
+        tail = after_answer_cue(region)
+        if tail is None:
+            found = list(_VALUE.finditer(region))
+            keys = set()
+            for k in range(len(found) - 1, -1, -1):
+                key = _value_key(found[k].group(0))
+                if key is not None:
+                    keys.add(key)
+                if k == 0 or not LIST_GAP.fullmatch(region, found[k - 1].end(), found[k].start()):
+                    break
+            return len(keys) > 1
+        region = tail
+    keys = {
+        key
+        for part in split_alternatives(region)
+        for piece in _SPLIT_AND.split(part)
+        if (key := _value_key(piece)) is not None
+    }
+    return len(keys) > 1
+
+
+def _inline(tasks: list[dict], timeout: float, deadline: float | None = None) -> list[tuple[str, dict]]:
+    """Score in this process: math-verify's SIGALRM timeout on the main thread, none elsewhere.
+    Tasks not started by ``deadline`` are reported as ``budget``."""
     from mmr1_math import _mv_worker
 
     on_main = threading.current_thread() is threading.main_thread()
-    seconds = max(1, math.ceil(timeout)) if on_main else None
-    return [(_pool.OK, _mv_worker.score_task(t, timeout=seconds)) for t in tasks]
+    out = []
+    for t in tasks:
+        left = None if deadline is None else deadline - _pool._clock()
+        if left is not None and left < _pool.MIN_SLICE_S:
+            out.append((_pool.BUDGET, {}))
+            continue
+        limit = timeout if left is None else min(timeout, left)
+        seconds = max(1, math.ceil(limit)) if on_main else None
+        out.append((_pool.OK, _mv_worker.score_task(t, timeout=seconds)))
+    return out
 
 
 def accuracy_reward(
@@ -130,6 +233,7 @@ def accuracy_reward(
     timeout: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
+    budget: float | None = None,
     **kwargs,
 ):
     """1.0 if the final answer (last ``<answer>`` block, else last balanced ``\\boxed{}``, else the completion's last 2,000 characters) equals the ``solution`` column, by math-verify ``parse`` + ``verify`` or by normalised string / plain-number match, else 0.0 (also when math-verify times out); None where the solution is missing. Reads ``solution``; range {0, 1}.
@@ -142,7 +246,11 @@ def accuracy_reward(
     decides (``\\frac{1}{2}`` = ``0.5``, ``2\\sqrt{2}`` = ``\\sqrt{8}``, ``x=3`` = ``3``, sets,
     intervals, percentages). math-verify runs in a worker process with a per-sample deadline
     (option ``timeout``, default 5 s): a sample past it scores 0 and is counted in
-    ``mmr1_math.timeouts()``. Options: ``timeout`` (s), ``workers`` (processes, default
+    ``mmr1_math.timeouts()``. The whole call has a budget (option ``budget``, default
+    max(20 s, ``timeout``)): samples math-verify has not scored when it runs out are "no opinion"
+    (None) and counted in ``stats()["over_budget"]``. An answer offering several distinct values for a
+    one-value solution ("It is 7, or maybe 3") scores 0 (``stats()["hedged"]``). Options: ``timeout``
+    (s), ``budget`` (s per call, at least ``timeout``; 0 = none), ``workers`` (processes, default
     min(2, CPUs)), ``memory_mb`` (worker address-space limit, default 4096, 0 = none).
     """
     n = len(completions)
@@ -152,12 +260,13 @@ def accuracy_reward(
         raise ValueError(f"accuracy: option timeout must be a number of seconds, got {timeout!r}") from None
     if not timeout > 0:
         raise ValueError(f"accuracy: option timeout must be > 0 seconds, got {timeout!r}")
+    deadline = _deadline(budget, timeout)
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     solutions = _per_sample(solution, n)
     rewards: list[float | None] = [None] * n
     pending: dict[tuple, list[int]] = {}
-    fast = 0
+    fast = hedged = 0
     for i, (completion, sol) in enumerate(zip(completions, solutions)):
         gold = solution_text(sol)
         if gold is None or not gold.strip():
@@ -166,6 +275,10 @@ def accuracy_reward(
         pred, source = final_answer(text)
         if source == "whole":
             pred = pred[-WHOLE_COMPLETION_TAIL:]
+        if len(pred) <= MAX_ANSWER_CHARS and _hedged(pred, source, text, gold):
+            rewards[i] = 0.0  # several distinct values offered: no single answer to score
+            hedged += 1
+            continue
         decided = _fast(pred, gold)
         if decided is not None:
             rewards[i] = decided
@@ -185,12 +298,31 @@ def accuracy_reward(
 
     _count("samples", n)
     _count("fast_path", fast)
+    _count("hedged", hedged)
     if pending:
-        _verify_pending(pending, rewards, timeout, int(workers), int(memory_mb))
+        _verify_pending(pending, rewards, timeout, int(workers), int(memory_mb), deadline)
     return rewards
 
 
-def _verify_pending(pending, rewards, timeout, workers, memory_mb) -> None:
+def _deadline(budget, timeout: float) -> float | None:
+    """The :func:`mmr1_math._pool._clock` time by which the call ends (None: no budget)."""
+    if budget is None:
+        budget = max(DEFAULT_BUDGET_S, timeout)
+    try:
+        budget = float(budget)
+    except (TypeError, ValueError):
+        raise ValueError(f"accuracy: option budget must be a number of seconds, got {budget!r}") from None
+    if budget == 0:
+        return None
+    if not budget >= timeout:  # also NaN and negative values
+        raise ValueError(
+            f"accuracy: option budget ({budget!r} s per call) must be at least timeout ({timeout:g} s per "
+            f"sample), or 0 for no budget"
+        )
+    return _pool._clock() + budget
+
+
+def _verify_pending(pending, rewards, timeout, workers, memory_mb, deadline=None) -> None:
     tasks, owners = [], []
     for key, idxs in pending.items():
         with _stats_lock:
@@ -207,15 +339,26 @@ def _verify_pending(pending, rewards, timeout, workers, memory_mb) -> None:
         return
     _count("verified", len(tasks))
     try:
-        results = _pool.get_pool().run(tasks, timeout, workers=workers, memory_mb=memory_mb)
+        results = _pool.get_pool().run(tasks, timeout, workers=workers, memory_mb=memory_mb, deadline=deadline)
     except _pool.WorkerStartError as exc:
         _warn_once(
             "inline",
             f"accuracy: {exc}; scoring in this process instead, where math-verify can only time out "
             f"on the main thread.",
         )
-        results = _inline(tasks, timeout)
+        results = _inline(tasks, timeout, deadline)
     for (key, idxs), (status, reply) in zip(owners, results):
+        if status == _pool.BUDGET:  # not scored in time: no opinion, and not remembered as a timeout
+            _count("over_budget", len(idxs))
+            _warn_once(
+                "budget",
+                f"accuracy: the call's budget ran out with {sum(s == _pool.BUDGET for s, _ in results)} of "
+                f"{len(results)} distinct answers not scored by math-verify; they count as no opinion "
+                f"(None). Further cases are counted in mmr1_math.stats()['over_budget'] without a warning.",
+            )
+            for i in idxs:
+                rewards[i] = None
+            continue
         if status == _pool.OK:
             value = 1.0 if reply.get("ok") else 0.0
             if "error" in reply:

@@ -170,3 +170,103 @@ def plain_number(text: str):
     if not value.is_finite() or abs(value.adjusted()) > 100:
         return None
     return value
+
+
+# -- hedging: several distinct answers offered as alternatives ----------------------------------------
+#: Words that offer alternatives ("7 or 3", "maybe 4", "A and/or B").
+ALT_WORDS = r"(?:and\s*/\s*or|or|maybe|perhaps|possibly|probably|either|alternatively)"
+_ALT_WORD = re.compile(rf"(?<![A-Za-z\\])(?i:{ALT_WORDS})(?![A-Za-z])|\\lor(?![A-Za-z])")
+#: The gap between two answer blocks / boxes that offers them as alternatives: an explicit marker
+#: (``,``, ``;``, ``/``, ``|`` or one of :data:`ALT_WORDS`) with nothing else but whitespace. Plain
+#: whitespace or other words ("then", "...") between two blocks is a correction: the last one counts.
+_BLOCK_GAP = re.compile(rf"\s*+(?:(?:[,;/|]|(?i:{ALT_WORDS})(?![A-Za-z]))\s*+)++")
+#: Between two numbers of a list of alternatives: only punctuation, whitespace and words such as "or"
+#: ("1 2 3 4 5", "4, 5", "4 or maybe 5", "4? 5?"). Possessive quantifiers: linear on long gaps.
+LIST_GAP = re.compile(rf"[\s,;/|.?!…]*+(?:(?i:{ALT_WORDS})(?![A-Za-z])[\s,;/|.?!…]*+)*+")
+_ANSWER_CUE = re.compile(r"(?i:answer)\s*(?:(?i:is|would\s+be|should\s+be)\b|[:：=])")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+MAX_HEDGE_TEXT = 4000  # hedge checks read at most this many trailing characters
+
+
+def previous_alternative(completion: str, source: str) -> str | None:
+    """The content of the ``<answer>`` block (``source == "answer"``) or balanced ``\\boxed{}``
+    (``"boxed"``) just before the final one, when only an alternative marker separates the two
+    (``<answer>7</answer> or <answer>3</answer>``, ``\\boxed{7}, \\boxed{3}``); else None."""
+    if source == "answer":
+        end = completion.rfind(ANSWER_CLOSE)
+        start = completion.rfind(ANSWER_OPEN, 0, end) if end != -1 else -1
+        prev_end = completion.rfind(ANSWER_CLOSE, 0, start) if start != -1 else -1
+        if prev_end == -1:
+            return None
+        prev_start = completion.rfind(ANSWER_OPEN, 0, prev_end)
+        gap = completion[prev_end + len(ANSWER_CLOSE) : start]
+        if prev_start == -1 or not _BLOCK_GAP.fullmatch(gap):
+            return None
+        return completion[prev_start + len(ANSWER_OPEN) : prev_end]
+    if source == "boxed":
+        boxes = _balanced_boxes(completion)
+        if len(boxes) < 2:
+            return None
+        (_, p_start, p_end), (b_start, _, _) = boxes[-2], boxes[-1]
+        if p_end >= b_start or not _BLOCK_GAP.fullmatch(completion[p_end + 1 : b_start]):
+            return None
+        return completion[p_start:p_end]
+    return None
+
+
+def _balanced_boxes(text: str) -> list[tuple[int, int, int]]:
+    """``(box_start, content_start, close_index)`` of every balanced box, by content start (the
+    same linear pass as :func:`last_boxed`)."""
+    starts = {m.end(): m.start() for m in _BOXED.finditer(text)}
+    if not starts:
+        return []
+    stack: list[int] = []
+    found = []
+    for m in _BRACE.finditer(text, min(starts) - 1):
+        ch = m.group(0)
+        if ch == "{":
+            stack.append(m.end())
+        elif ch == "}" and stack:
+            start = stack.pop()
+            if start in starts:
+                found.append((starts[start], start, m.start()))
+    found.sort(key=lambda b: b[1])
+    return found
+
+
+def after_answer_cue(text: str) -> str | None:
+    """The text after the last "answer is" / "answer:" / "answer =" in ``text``, or None."""
+    last = None
+    for last in _ANSWER_CUE.finditer(text):
+        pass
+    return None if last is None else text[last.end() :]
+
+
+def sentence_start(text: str, pos: int) -> int:
+    """Where the sentence holding ``text[pos]`` begins (after the last ``. `` / ``! `` / ``? `` /
+    newline before ``pos``)."""
+    start = 0
+    for m in _SENTENCE_END.finditer(text, 0, pos):
+        start = m.end()
+    return start
+
+
+def split_alternatives(text: str) -> list[str]:
+    """``text`` cut at its alternative markers: top-level ``,`` / ``;`` (not inside brackets or
+    braces, not a thousands separator as in ``1,000``) and the words of :data:`ALT_WORDS` anywhere."""
+    parts, depth, last = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif ch in ",;" and depth == 0:
+            if ch == "," and i > 0 and text[i - 1].isdigit() and _THOUSANDS.match(text, i):
+                continue
+            parts.append(text[last:i])
+            last = i + 1
+    parts.append(text[last:])
+    return [piece for part in parts for piece in _ALT_WORD.split(part)]
+
+
+_THOUSANDS = re.compile(r",\d{3}(?!\d)")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import re
 
-from mmr1_math.answers import as_text, final_answer, normalize, solution_text
+from mmr1_math.answers import (
+    ALT_WORDS,
+    as_text,
+    final_answer,
+    normalize,
+    previous_alternative,
+    sentence_start,
+    solution_text,
+)
 
 LETTERS = "ABCDE"
 
@@ -25,23 +33,38 @@ def parse_options(problem: str | None) -> dict[str, str]:
     if not isinstance(problem, str) or not problem:
         return {}
     marks = [(m.group(1) or m.group(2) or m.group(3), m.start(), m.end()) for m in _OPTION_MARK.finditer(problem)]
+    # A run from an "A" takes the first B after it, the first C after that B, and so on. ``after[L][k]``
+    # is the index of the first mark with letter L at or after position k, built in one backward pass,
+    # so each run costs at most len(LETTERS) look-ups: linear in the number of marks (a scan from every
+    # "A" to the end was quadratic: 11 s on "A. " * 20000).
+    after = {letter: [len(marks)] * (len(marks) + 1) for letter in LETTERS[1:]}
+    for k in range(len(marks) - 1, -1, -1):
+        for letter, table in after.items():
+            table[k] = k if marks[k][0] == letter else table[k + 1]
     best: list = []
-    for k, (letter, _, _) in enumerate(marks):
-        if letter != "A":
+    for k in range(len(marks) - 1, -1, -1):  # the last run of two or more wins: search from the end
+        if marks[k][0] != "A":
             continue
-        run = [marks[k]]
-        for mark in marks[k + 1 :]:
-            if len(run) == len(LETTERS):
+        run, pos = [marks[k]], k + 1
+        for letter in LETTERS[1:]:
+            nxt = after[letter][pos]
+            if nxt == len(marks):
                 break
-            if mark[0] == LETTERS[len(run)]:
-                run.append(mark)
+            run.append(marks[nxt])
+            pos = nxt + 1
         if len(run) >= 2:
             best = run  # the last complete run wins (options usually follow the question)
+            break
+    return options_of_run(problem, best)
+
+
+def options_of_run(problem: str, run: list) -> dict[str, str]:
+    """Each option's text: from its mark to the next one; the last option ends at its line's end."""
     options = {}
-    for j, (letter, _, end) in enumerate(best):
-        stop = best[j + 1][1] if j + 1 < len(best) else len(problem)
+    for j, (letter, _, end) in enumerate(run):
+        stop = run[j + 1][1] if j + 1 < len(run) else len(problem)
         text = problem[end:stop]
-        if j + 1 == len(best):
+        if j + 1 == len(run):
             text = text.split("\n", 1)[0]
         options[letter] = text.strip()
     return options
@@ -55,29 +78,76 @@ def _key(text: str) -> str:
     return normalize(_clean(text))
 
 
-def chosen_letter(region: str, options: dict[str, str]) -> str | None:
-    """The option letter a completion's answer chooses, or None."""
-    s = _clean(region)
-    if not s:
-        return None
-    m = _LETTER_ONLY.match(s)
-    if m:
-        return m.group(1).upper()
-    m = _LETTER_THEN_TEXT.match(s)
-    if m:
-        return m.group(1)
+#: Two distinct option letters offered as alternatives: "A or B", "A/B", "A, B, C", "(A) (B)",
+#: "A. B. C.", "either A or B". The second letter must not start a sentence ("B. A cat barks", "A or
+#: B is right" are read as prose), and a letter glued to a word ("Ab") is no option letter.
+_LETTER_LIST = re.compile(
+    r"(?<![A-Za-z])[\(\[]?([A-E])[\)\]]?(?![A-Za-z])"
+    rf"[\s,;/|&.:]*+(?:(?i:{ALT_WORDS}|and|vs)(?![A-Za-z])\.?[\s,;/|&.:]*+)?"
+    r"(?=[\(\[]?([A-E])[\)\]]?(?![A-Za-z])(?!\s+[A-Za-z]))"
+)
+
+
+def _listed(text: str) -> set[str]:
+    """The distinct letters of the first list of alternative letters in ``text`` (empty if none)."""
+    for m in _LETTER_LIST.finditer(text):
+        if m.group(1) != m.group(2):
+            return {m.group(1), m.group(2)}
+    return set()
+
+
+def _phrase_letter(s: str) -> str | None:
+    """The letter of the last "the answer is X" / "option X" phrase (a later phrase corrects an
+    earlier one), or None."""
     found = _PHRASE.findall(s)
     if found:
         return found[-1]
+    return None
+
+
+def read_choice(region: str, options: dict[str, str], whole: bool = False) -> tuple[str | None, bool]:
+    """``(letter, hedged)``: the option letter a completion's answer chooses (or None), and whether the
+    answer offers several distinct letters instead of one.
+
+    Hedged: two answer phrases naming different letters ("the answer is A, the answer is B"), or a
+    list of letters ("A or B", "A, B, C", "(A) (B)"). ``whole``: the region is a whole completion
+    (no ``<answer>`` block, no ``\\boxed{}``), where the reasoning may discuss several options; only
+    the sentence of the last answer phrase is checked, so "The answer is A. Wait, ..., so the answer
+    is B." is a correction, not a hedge."""
+    s = _clean(region)
+    if not s:
+        return None, False
+    m = _LETTER_ONLY.match(s)
+    if m:
+        return m.group(1).upper(), False
+    m = _LETTER_THEN_TEXT.match(s)
+    if m:
+        head = s[: _SENTENCE_END.search(s).end()] if whole and _SENTENCE_END.search(s) else s
+        said = {p.group(1) for p in _PHRASE.finditer(head)} | {m.group(1)}
+        return m.group(1), len(said) > 1 or bool(_listed(head))
+    letter = _phrase_letter(s)
+    if letter is not None:
+        *_, last = _PHRASE.finditer(s)
+        scope = s[sentence_start(s, last.start()) :] if whole else s
+        said = {p.group(1) for p in _PHRASE.finditer(scope)}
+        return letter, len(said) > 1 or bool(_listed(scope))
     if options:
         target = _key(s)
         for letter, text in options.items():
             if text and _key(text) == target:
-                return letter
+                return letter, False
     marked = {a or b for a, b in _MARKED.findall(region)}
     if len(marked) == 1:
-        return marked.pop()
-    return None
+        return marked.pop(), False
+    return None, bool(_listed(s)) if not whole else False
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s+(?![A-E](?![A-Za-z])))|\n")
+
+
+def chosen_letter(region: str, options: dict[str, str]) -> str | None:
+    """The option letter a completion's answer chooses, or None (hedged or not: see :func:`read_choice`)."""
+    return read_choice(region, options)[0]
 
 
 def mcq_reward(completions, solution=None, problem=None, choices=None, **kwargs):
@@ -87,7 +157,9 @@ def mcq_reward(completions, solution=None, problem=None, choices=None, **kwargs)
     Accepted forms: ``B``, ``(B)``, ``B.``, ``B)``, ``**B**``, ``B. dog``, "the answer is B", or the
     exact text of an option. A solution that is an option's text is mapped to its letter through the
     options; if it is not among them, the chosen option's text (or the answer itself) must equal it
-    (case and whitespace ignored).
+    (case and whitespace ignored). An answer that offers several distinct letters ("A or B", "the
+    answer is A, the answer is B", ``<answer>A</answer> or <answer>B</answer>``) scores 0; see
+    :func:`read_choice` and docs/rewards.md, "Hostile input and hedging".
     """
     n = len(completions)
     solutions = _column(solution, n)
@@ -103,9 +175,16 @@ def mcq_reward(completions, solution=None, problem=None, choices=None, **kwargs)
             options = {LETTERS[k]: str(t).strip() for k, t in enumerate(ch[: len(LETTERS)])}
         else:
             options = parse_options(prob)
-        region, _ = final_answer(as_text(completion))
+        text = as_text(completion)
+        region, source = final_answer(text)
         region = region[-4000:]
-        pred = chosen_letter(region, options)
+        pred, hedged = read_choice(region, options, whole=source == "whole")
+        prev = previous_alternative(text, source)
+        if prev is not None and read_choice(prev[-4000:], options)[0] not in (None, pred):
+            hedged = True  # <answer>A</answer> or <answer>B</answer>
+        if hedged:  # several distinct options offered: no single choice to score
+            rewards.append(0.0)
+            continue
 
         g = _clean(gold)
         m = _LETTER_ONLY.match(g) or _LETTER_THEN_TEXT.match(g)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from mmr1_math.answers import as_text, final_answer, solution_text
+from mmr1_math.answers import (
+    LIST_GAP,
+    MAX_HEDGE_TEXT,
+    after_answer_cue,
+    as_text,
+    final_answer,
+    previous_alternative,
+    solution_text,
+)
 
 _UNITS = {
     w: i
@@ -19,7 +27,7 @@ _TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty 
 _SCALES = {"hundred": 100, "thousand": 1000}
 
 _DIGITS = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
-_TOKENS = re.compile(r"[a-z]+")
+_TOKENS = re.compile(r"[a-z]+", re.IGNORECASE)
 
 
 def _words_value(tokens: list[str]) -> int | None:
@@ -42,22 +50,114 @@ def _words_value(tokens: list[str]) -> int | None:
     return total + current if seen else None
 
 
-def _last_word_number(text: str) -> int | None:
-    tokens = _TOKENS.findall(text.lower().replace("a dozen", "dozen"))
-    best = None
-    run: list[str] = []
-    for tok in tokens + [""]:
-        if tok in _UNITS or tok in _TENS or tok in _SCALES or (tok == "and" and run):
-            run.append(tok)
-            continue
-        while run and run[-1] == "and":
+def _kind(tok: str) -> str | None:
+    if tok in _SCALES:
+        return "scale"
+    if tok in _TENS:
+        return "tens"
+    if tok in _UNITS:
+        return "unit" if 0 < _UNITS[tok] < 10 else "whole"  # "twenty one", not "twelve one"
+    return None
+
+
+def _continues(prev: str, tok: str, gap: str) -> bool:
+    """Does ``tok`` extend a run of number words ending in ``prev``? ("twenty one", "one hundred and
+    five", "twenty-one"; not "one two", "four, five")."""
+    if gap.strip(" \t-–") or "\n" in gap:
+        return False
+    if tok == "and" or prev == "and" or _kind(tok) == "scale" or _kind(prev) == "scale":
+        return True
+    return _kind(prev) == "tens" and _kind(tok) == "unit"
+
+
+def _word_numbers(text: str) -> list[tuple[int, int, int]]:
+    """``(value, start, end)`` of every run of number words in ``text`` (``twenty one``, ``a dozen``)."""
+    found = []
+    run: list = []  # tokens (matches) of the current run
+
+    def close():
+        while run and run[-1].group(0).lower() == "and":
             run.pop()
         if run:
-            value = _words_value(run)
+            value = _words_value([m.group(0).lower() for m in run])
             if value is not None:
-                best = value
-        run = []
-    return best
+                found.append((value, run[0].start(), run[-1].end()))
+        run.clear()
+
+    for m in _TOKENS.finditer(text):  # case-insensitive, on the text itself: offsets stay valid
+        tok = m.group(0).lower()
+        if _kind(tok) is None and not (tok == "and" and run):
+            close()
+            continue
+        if run and not _continues(run[-1].group(0).lower(), tok, text[run[-1].end() : m.start()]):
+            close()
+        if tok == "and" and not run:
+            continue
+        run.append(m)
+    close()
+    return found
+
+
+def _last_word_number(text: str) -> int | None:
+    found = _word_numbers(text)
+    return found[-1][0] if found else None
+
+
+def _numbers(text: str) -> list[tuple[Decimal, int, int]]:
+    """``(value, start, end)`` of every number in ``text``: the digit numbers if there are any (digits
+    win), else the runs of number words."""
+    out = []
+    for m in _DIGITS.finditer(text):
+        value = _digits_value(m.group(0))
+        if value is not None:
+            out.append((value, m.start(), m.end()))
+    if out:
+        return out
+    return [(Decimal(v), a, b) for v, a, b in _word_numbers(text)]
+
+
+def _digits_value(token: str) -> Decimal | None:
+    token = token.replace(",", "")
+    try:
+        value = Decimal(token)
+    except InvalidOperation:
+        try:
+            value = Decimal(int(token))  # unicode digits
+        except ValueError:
+            return None
+    return value if value.is_finite() else None
+
+
+def hedged(region: str, source: str, completion: str) -> bool:
+    """True if the final answer offers several distinct counts.
+
+    In an ``<answer>`` block or ``\\boxed{}`` (and after "answer is" / "answer:" in a completion
+    without either), the answer is one number: two distinct numbers (after the last ``=``, so that
+    ``2 + 3 = 5`` is one answer) are a hedge. In a completion without tags, the reasoning may hold many
+    numbers: the final number is hedged if it ends a list of distinct numbers joined only by
+    punctuation or "or" / "maybe" ("1 2 3 4 5", "4, or maybe 5"). A block or box offered as an
+    alternative to the final one (``<answer>4</answer> or <answer>5</answer>``) is a hedge too."""
+    prev = previous_alternative(completion, source)
+    if prev is not None:
+        a, b = parse_count(prev[-MAX_HEDGE_TEXT:]), parse_count(region[-MAX_HEDGE_TEXT:])
+        if a is not None and b is not None and a != b:
+            return True
+    region = region[-MAX_HEDGE_TEXT:]
+    strict = source != "whole"
+    if not strict:
+        tail = after_answer_cue(region)
+        if tail is not None:
+            region, strict = tail, True
+    if strict:
+        region = region[region.rfind("=") + 1 :]
+        return len({v for v, _, _ in _numbers(region)}) > 1
+    found = _numbers(region)
+    values = set()
+    for k in range(len(found) - 1, -1, -1):
+        values.add(found[k][0])
+        if k == 0 or not LIST_GAP.fullmatch(region, found[k - 1][2], found[k][1]):
+            break
+    return len(values) > 1
 
 
 def parse_count(text: str) -> Decimal | None:
@@ -67,15 +167,7 @@ def parse_count(text: str) -> Decimal | None:
         return None
     found = list(_DIGITS.finditer(text))
     if found:
-        token = found[-1].group(0).replace(",", "")
-        try:
-            value = Decimal(token)
-        except InvalidOperation:
-            try:
-                value = Decimal(int(token))  # unicode digits
-            except ValueError:
-                return None
-        return value if value.is_finite() else None
+        return _digits_value(found[-1].group(0))
     value = _last_word_number(text)
     return None if value is None else Decimal(value)
 
@@ -100,9 +192,12 @@ def count_reward(completions, solution=None, **kwargs):
         if gold is None:
             rewards.append(None)
             continue
-        region, source = final_answer(as_text(completion))
+        text = as_text(completion)
+        region, source = final_answer(text)
         if source == "whole":
             region = region[-2000:]
         pred = parse_count(region[-4000:])
+        if pred is not None and pred == gold and hedged(region, source, text):
+            pred = None  # several distinct counts offered: no single answer to score
         rewards.append(1.0 if pred is not None and pred == gold else 0.0)
     return rewards
