@@ -62,6 +62,8 @@ def cmd_check(args) -> int:
     except ConfigError as exc:
         print("config problems:\n  " + str(exc).replace("\n", "\n  "))
         return 1
+    for line in config.translations:              # keys of MMR1 / trl / SimpleAR / VLM-R1 / EasyR1, read as ours
+        print(line)
     result = preflight(config, args.num_processes, progress=True)
     for line in result.summary:
         print(line)
@@ -83,6 +85,9 @@ def cmd_train(args) -> int:
     from mmr1.grpo.trainer import GRPOTrainer, TrainingHalted, TrainingInterrupted
 
     config = load_config(args.config, args.overrides)
+    if os.environ.get("RANK", "0") == "0":               # once, not once per process
+        for line in config.translations:
+            print(f"mmr1 train: {line}", file=sys.stderr)
     try:
         check_output_dir(config.output_dir)              # before any weights load
         trainer = GRPOTrainer(config)

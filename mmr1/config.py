@@ -1,12 +1,15 @@
 """Configuration: a YAML file plus ``--key value`` overrides, into one typed dataclass.
 
 Keys use trl's GRPOConfig names where trl has the concept, MMR1's names for MMR1's extras.
+Configs written for MMR1, trl, SimpleAR, VLM-R1 or EasyR1 are read through :mod:`mmr1.migration`;
+each translated or ignored key leaves one line in ``TrainConfig.translations``.
 Every problem is reported with the file and key at fault, before any model loads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import types
 import typing
@@ -16,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from mmr1 import migration
 from mmr1.registry import did_you_mean, short_repr
 
 
@@ -47,7 +51,8 @@ class TrainConfig:
     dataset_kwargs: dict = field(default_factory=dict)
     eval_dataset_path: str | None = None
     eval_dataset_kwargs: dict = field(default_factory=dict)
-    train_sample_size: int | None = None       # MMR1: use a seeded subset of this many rows
+    train_sample_size: int | None = None       # MMR1: use a subset of this many rows
+    train_sample_mode: str = "random"          # random: a seeded random subset | first: the first rows (MMR1's)
     template: str = "default"
     system_prompt_template: str | None = None  # MMR1: override one part by template name
     question_template: str | None = None
@@ -87,7 +92,7 @@ class TrainConfig:
     scale_rewards: str = "group"               # group | batch | none
     no_mean_for_same_reward: bool = False
     mask_truncated_completions: bool = False
-    entropy_weight: float = 0.0                # MMR1 entropy_reg: loss -= weight * entropy
+    entropy_weight: float = 0.0                # loss -= weight * entropy (MMR1's entropy_reg switches its own on)
     shared_prefix: bool = True                 # score a prompt once per group in training
     rollout_backend: str = "hf"
     # -- text-to-image (SimpleAR) -------------------------------------------------------------
@@ -101,7 +106,8 @@ class TrainConfig:
     model_max_length: int | None = None        # SFT: visual tokens + text budget
     # -- optimisation ------------------------------------------------------------------------
     learning_rate: float = 1e-6
-    lr_scheduler_type: str = "constant"        # any transformers scheduler name
+    lr_scheduler_type: str = "constant"        # any transformers scheduler name but the metric-driven ones
+    lr_scheduler_kwargs: dict = field(default_factory=dict)  # the scheduler's own options, e.g. {min_lr_rate: 0.1}
     warmup_steps: int = 0
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
@@ -126,13 +132,39 @@ class TrainConfig:
     disable_tqdm: bool = False
     # -- set by the loader -------------------------------------------------------------------
     config_path: str | None = None
+    translations: list[str] = field(default_factory=list, repr=False, compare=False)  # one line per migrated key
 
     @property
     def config_dir(self) -> Path:
         return Path(self.config_path).resolve().parent if self.config_path else Path.cwd()
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every user key and config_path (the translation notes are not configuration)."""
+        out = dataclasses.asdict(self)
+        out.pop("translations")
+        return out
+
+
+# transformers' schedulers mmr1 drives: {name: (its lr_scheduler_kwargs, groups of which one is required)}.
+# num_warmup_steps / num_training_steps come from warmup_steps / warmup_ratio and max_steps.
+SCHEDULER_KWARGS = {
+    "linear": ((), ()),
+    "cosine": (("num_cycles",), ()),
+    "cosine_with_restarts": (("num_cycles",), ()),
+    "polynomial": (("lr_end", "power"), ()),
+    "constant": ((), ()),
+    "constant_with_warmup": ((), ()),
+    "inverse_sqrt": (("timescale",), ()),
+    "cosine_with_min_lr": (("num_cycles", "min_lr", "min_lr_rate"), (("min_lr", "min_lr_rate"),)),
+    "cosine_warmup_with_min_lr": (("num_cycles", "min_lr", "min_lr_rate", "warmup_lr_rate"),
+                                  (("min_lr", "min_lr_rate"),)),
+    "warmup_stable_decay": (("num_decay_steps", "num_stable_steps", "warmup_type", "decay_type", "min_lr_ratio",
+                             "num_cycles"), (("num_decay_steps",),)),
+}
+SCHEDULER_OPTION_CHOICES = {"warmup_type": ("linear", "cosine", "1-sqrt"), "decay_type": ("linear", "cosine", "1-sqrt")}
+# attn_implementation -> (the module it needs, how to install it, whether it needs a CUDA GPU).
+ATTN_NEEDS = {"flash_attention_2": ("flash_attn", "pip install flash-attn --no-build-isolation", True),
+              "flex_attention": ("torch.nn.attention.flex_attention", "torch >= 2.5", False)}
 
 
 CHOICES = {
@@ -145,33 +177,21 @@ CHOICES = {
     "train_parts": ("all", "language_model", "projector", "projector+language_model"),
     "attn_implementation": ("sdpa", "eager", "flash_attention_2", "flex_attention"),
     "special_tokens_in_data": ("refuse", "escape"),
-    # transformers' SchedulerType values that get_scheduler builds from (warmup, total steps) alone
-    "lr_scheduler_type": ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
-                          "constant_with_warmup", "inverse_sqrt"),
+    "train_sample_mode": ("random", "first"),
+    "lr_scheduler_type": tuple(SCHEDULER_KWARGS),
 }
 # transformers' other SchedulerType values: why mmr1's loop cannot drive them.
 UNSUPPORTED_SCHEDULERS = {
     "reduce_lr_on_plateau": "it steps on a metric, which mmr1's GRPO loop does not pass",
     "greedy": "it steps on a metric, which mmr1's GRPO loop does not pass",
-    "cosine_with_min_lr": "it needs min_lr through lr_scheduler_kwargs, which mmr1 does not pass",
-    "cosine_warmup_with_min_lr": "it needs min_lr through lr_scheduler_kwargs, which mmr1 does not pass",
-    "warmup_stable_decay": "it needs num_decay_steps through lr_scheduler_kwargs, which mmr1 does not pass",
 }
 # accelerate's trackers (LoggerType values), plus none.
 REPORT_TO = ("none", "all", "tensorboard", "wandb", "aim", "trackio", "comet_ml", "mlflow", "clearml", "dvclive",
              "swanlab")
-# Accepted spellings of other tools, mapped to ours.
-ALIASES = {
-    "kl_estimator": "kl_approximator",
-    "entropy_reg": "entropy_weight",
-    "per_device_batch_size": "per_device_train_batch_size",
-    "dataset_name": "dataset_path",
-    "data_path": "dataset_path",
-    "reward_funcs": "rewards",
-    "system_prompt_template_name": "system_prompt_template",
-}
-
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_LOADER_TEXT = {"config_path": "the config file's own path", "translations": "the notes on migrated keys"}
+_LOADER_KEYS = tuple(_LOADER_TEXT)
+_USER_KEYS = [k for k in _FIELDS if k not in _LOADER_KEYS]
 
 
 def _type_name(tp) -> str:
@@ -244,50 +264,62 @@ def _coerce(value: Any, tp, key: str, where: str) -> Any:
     return value
 
 
+def _yaml_value(raw: str):
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
 def parse_overrides(args: list[str]) -> dict:
-    """``["--lr", "1e-5", "--bf16=true"]`` -> ``{"lr": 1e-5, "bf16": True}``; values parsed as YAML."""
+    """``["--lr", "1e-5", "--bf16=true"]`` -> ``{"lr": 1e-5, "bf16": True}``; values parsed as YAML.
+
+    Several values after one flag (``--reward_funcs r1v_acc r1v_format``, as trl's and MMR1's parsers take
+    lists) make a list; a bare flag is ``true``.
+    """
     overrides, i = {}, 0
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
             raise ConfigError(f"command line: expected --key value, got {arg!r}")
-        key = arg[2:]
+        key, i = arg[2:], i + 1
         if "=" in key:
             key, raw = key.split("=", 1)  # the value keeps its dashes (--output-dir=runs/a-b)
-            i += 1
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            raw = args[i + 1]
-            i += 2
+            values = [_yaml_value(raw)]
         else:
-            raw, i = "true", i + 1
+            values = []
+            while i < len(args) and not args[i].startswith("--"):
+                values.append(_yaml_value(args[i]))
+                i += 1
         key = key.replace("-", "_")
-        try:
-            overrides[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            overrides[key] = raw
+        overrides[key] = True if not values else values[0] if len(values) == 1 else values
     return overrides
 
 
 def build_config(data: dict, where: str = "config", config_path: str | None = None) -> TrainConfig:
-    """A validated TrainConfig from a mapping; raises ConfigError listing every problem."""
-    problems, values = [], {}
-    for key, value in (data or {}).items():
-        canonical = ALIASES.get(key, key)
-        if canonical not in _FIELDS or canonical == "config_path":
-            known = [k for k in list(_FIELDS) + list(ALIASES) if k != "config_path"]
-            hint = (" config_path is set by mmr1 (the config file's own path); remove it" if key == "config_path"
-                    else did_you_mean(str(key), known))
+    """A validated TrainConfig from a mapping in mmr1's or another project's shape (:mod:`mmr1.migration`);
+    raises ConfigError listing every problem."""
+    t = migration.translate(data or {}, where)
+    return _build(t.values, where, config_path, t.notes, t.problems)
+
+
+def _build(data: dict, where: str, config_path: str | None, notes: list[str], problems: list[str]) -> TrainConfig:
+    problems, values = list(problems), {}
+    for key, value in data.items():
+        if key not in _USER_KEYS:
+            hint = (f" {key} is set by mmr1 ({_LOADER_TEXT[key]}); remove it" if key in _LOADER_KEYS
+                    else did_you_mean(str(key), _USER_KEYS + migration.known_keys()))
             problems.append(f"{where}: unknown key {key!r}.{hint}")
             continue
         try:
-            values[canonical] = _coerce(value, typing.get_type_hints(TrainConfig)[canonical], key, where)
+            values[key] = _coerce(value, typing.get_type_hints(TrainConfig)[key], key, where)
         except ConfigError as exc:
             problems.append(str(exc))
     for key, choices in CHOICES.items():
         if key in values and values[key] is not None and values[key] not in choices:
             problems.append(_choice_problem(key, values[key], choices, where))
             del values[key]
-    config = TrainConfig(**values, config_path=config_path)
+    config = TrainConfig(**values, config_path=config_path, translations=list(notes))
     problems += validate(config, where)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -408,6 +440,68 @@ def _deadline_problems(c: TrainConfig, where: str) -> list[str]:
     return p
 
 
+def _scheduler_problems(c: TrainConfig, where: str) -> list[str]:
+    """lr_scheduler_kwargs against the scheduler's own options: unknown, missing, clashing or ill-typed ones."""
+    if c.lr_scheduler_type not in SCHEDULER_KWARGS or not isinstance(c.lr_scheduler_kwargs, dict):
+        return []
+    name, kwargs = c.lr_scheduler_type, c.lr_scheduler_kwargs
+    options, required = SCHEDULER_KWARGS[name]
+    p = []
+    for key, value in kwargs.items():
+        if key in ("num_warmup_steps", "num_training_steps", "last_epoch"):
+            p.append(f"{where}: lr_scheduler_kwargs.{key} is set by mmr1 (from warmup_steps / warmup_ratio and "
+                     f"max_steps); remove it")
+        elif key not in options:
+            takers = [s for s, (opts, _) in SCHEDULER_KWARGS.items() if key in opts]
+            hint = did_you_mean(str(key), options) or (f" It belongs to lr_scheduler_type {' or '.join(takers)}."
+                                                       if takers else "")
+            takes = f"takes {', '.join(options)}" if options else "takes no lr_scheduler_kwargs"
+            p.append(f"{where}: lr_scheduler_kwargs.{key} is not an option of lr_scheduler_type {name}, which "
+                     f"{takes}.{hint}")
+        elif key in SCHEDULER_OPTION_CHOICES and value not in SCHEDULER_OPTION_CHOICES[key]:
+            p.append(f"{where}: lr_scheduler_kwargs.{key} must be one of {', '.join(SCHEDULER_OPTION_CHOICES[key])}, "
+                     f"got {value!r}")
+        elif key not in SCHEDULER_OPTION_CHOICES and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                      or not math.isfinite(value) or value < 0):
+            p.append(f"{where}: lr_scheduler_kwargs.{key} must be a number >= 0, got {short_repr(value)}")
+    for group in required:
+        given = [k for k in group if k in kwargs]
+        if not given:
+            p.append(f"{where}: lr_scheduler_type {name} needs lr_scheduler_kwargs.{' or '.join(group)}, e.g. "
+                     f"lr_scheduler_kwargs: {{{group[-1]}: {0.1 if 'rate' in group[-1] else 100}}}")
+        elif len(given) > 1:
+            p.append(f"{where}: lr_scheduler_kwargs gives {' and '.join(given)}; lr_scheduler_type {name} takes "
+                     f"one of them")
+    return p
+
+
+def _module_available(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _attn_problems(c: TrainConfig, where: str) -> list[str]:
+    """An attention implementation whose package (or GPU) is missing fails at model load: say so now."""
+    if c.attn_implementation not in ATTN_NEEDS:
+        return []
+    module, install, needs_cuda = ATTN_NEEDS[c.attn_implementation]
+    if not _module_available(module):
+        return [f"{where}: attn_implementation {c.attn_implementation} needs {module}, which is not installed "
+                f"({install}); use attn_implementation: sdpa"]
+    if needs_cuda and not _cuda_available():
+        return [f"{where}: attn_implementation {c.attn_implementation} needs a CUDA GPU, and this machine has none; "
+                f"use attn_implementation: sdpa"]
+    return []
+
+
 def validate(c: TrainConfig, where: str = "config") -> list[str]:
     """Cross-key checks that need no model or plugin."""
     p = []
@@ -439,6 +533,7 @@ def validate(c: TrainConfig, where: str = "config") -> list[str]:
         p.append(f"{where}: reward_kwargs has options for {name!r}, which is not in rewards {c.rewards}."
                  f"{did_you_mean(name, c.rewards)}")
     p += _numeric_problems(c, where) + _count_problems(c, where) + _deadline_problems(c, where)
+    p += _scheduler_problems(c, where) + _attn_problems(c, where)
     if not str(c.output_dir).strip():
         p.append(f"{where}: output_dir is empty; name the folder for checkpoints and final/, e.g. outputs/run")
     reports = [c.report_to] if isinstance(c.report_to, str) else list(c.report_to or [])
@@ -489,6 +584,13 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}: {' '.join(problem.split())}"
 
 
+def _merged(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(path: str | Path | None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """Read a YAML config, apply ``--key value`` overrides, validate."""
     data = {}
@@ -509,19 +611,22 @@ def load_config(path: str | Path | None, overrides: list[str] | dict | None = No
             raise ConfigError(f"{path}: invalid YAML{_yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the config must be a mapping of keys to values")
-    problems = []
+    extra = (parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)) if overrides else {}
+    translated = migration.translate(data, where, context=extra)
+    values, notes, problems = translated.values, translated.notes, []
     if overrides:
-        extra = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
-        for key in list(extra):
-            canonical = ALIASES.get(key, key)
-            if canonical not in _FIELDS or canonical == "config_path":
-                problems.append(f"command line: unknown option --{key}."
-                                f"{did_you_mean(key, [k for k in _FIELDS if k != 'config_path'])}")
-                del extra[key]
-        data = {**data, **extra}
+        over = migration.translate(extra, "command line")
+        for key, value in over.values.items():
+            if key not in _USER_KEYS:
+                problems.append(f"command line: unknown option --{key}.{did_you_mean(key, _USER_KEYS)}")
+            elif key in over.partial and isinstance(values.get(key), dict):
+                values[key] = _merged(values[key], value)     # --dataset_train_split: one key of dataset_kwargs
+            else:
+                values[key] = value
+        notes, problems = notes + over.notes, problems + over.problems
         where = f"{where} (+ command-line overrides)" if path else where
     try:
-        config = build_config(data, where, str(path) if path else None)
+        config = _build(values, where, str(path) if path else None, notes, translated.problems)
     except ConfigError as exc:
         problems.append(str(exc))
     if problems:  # every problem at once: bad options on the command line and in the file

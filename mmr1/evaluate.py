@@ -35,10 +35,11 @@ def evaluate(adapter, model, rows, template, runner: RewardRunner, max_new_token
     counts = [0] * len(runner.names)
     records = []
     batches = range(0, len(rows), batch_size)
+    from mmr1.templates import row_messages
     for start in (progress(batches) if progress else batches):
         chunk = rows[start:start + batch_size]
         images = [load_images(r.get("image", [])) if adapter.takes_images else [] for r in chunk]
-        messages = [template.messages(r["problem"], len(im)) for r, im in zip(chunk, images)]
+        messages = [row_messages(template, r, len(im)) for r, im in zip(chunk, images)]
         prompts = adapter.encode_prompts(messages, images).to(device)
         index = torch.arange(len(chunk), device=device)
         out = backend.generate(model, prompts, index, SamplingParams(temperature, max_tokens=max_new_tokens,
@@ -47,6 +48,7 @@ def evaluate(adapter, model, rows, template, runner: RewardRunner, max_new_token
         for key in {k for r in chunk for k in r if k not in ("image", "_source")}:
             columns[key] = [r.get(key) for r in chunk]
         columns.update(out.extras)
+        columns.update(adapter.reward_columns(prompts))
         table = runner(out.texts, **columns)
         generated = out.extras.get("generated_images")
         for i, (row, text, scores) in enumerate(zip(chunk, out.texts, table)):

@@ -31,6 +31,9 @@ def register_rewards(register):
     If ``fn`` is a class, it is instantiated once per run with the ``reward_kwargs`` options (load
     a scoring model in ``__init__``) and the instance is called as above.
     ``description`` defaults to the first paragraph of the docstring; ``mmr1 list`` shows it.
+    ``needs=("generated_images",)`` names keywords the reward cannot score without: ``mmr1 check``
+    refuses a config whose data and rollout backend do not provide them, instead of a run where
+    every call fails.
     """
 
 
@@ -50,8 +53,10 @@ def register_datasets(register):
 
     ``loader(**options) -> Sequence[dict]``; options come from the config's ``dataset_kwargs`` plus
     ``path``. Each row is a dict with at least ``problem`` and ``solution`` and an ``image`` list
-    (paths or PIL images, possibly empty). A loader may also offer ``loader.check(**options)``
-    yielding :class:`mmr1.data.DataProblem` for ``mmr1 check``.
+    (paths or PIL images, possibly empty). A plain list of dicts is normalised like the built-in
+    loaders' rows (column checks, images, ``prompt``-only rows), its problems naming the plugin, its
+    relative image paths taken from the launch folder. A loader may also offer
+    ``loader.check(**options)`` yielding :class:`mmr1.data.DataProblem` for ``mmr1 check``.
     """
 
 

@@ -214,7 +214,31 @@ def _lister(hook_name):
 
 get_reward = _getter("register_rewards")
 get_template = _getter("register_templates")
-get_dataset = _getter("register_datasets")
+
+
+def get_dataset(name: str):
+    """The dataset loader ``name``. A loader returning a plain list of dicts (what the hookspec allows) gets
+    its rows normalised like the built-in loaders' rows, their problems naming the plugin."""
+    import functools
+
+    entry = get_plugin_manager().registry("register_datasets").entry(name)
+    loader = entry.obj
+
+    def load(*args, **kwargs):
+        data = loader(*args, **kwargs)
+        if not isinstance(data, (list, tuple)):
+            return data
+        from mmr1.data.rows import rows_dataset
+
+        return rows_dataset(enumerate(data), f"dataset {name!r} of plugin {entry.plugin!r}", [Path.cwd()],
+                            strict=kwargs.get("strict", True))
+
+    functools.update_wrapper(load, loader, updated=())
+    if hasattr(loader, "check"):
+        load.check = loader.check
+    return load
+
+
 get_model_adapter = _getter("register_models")
 get_image_tokenizer = _getter("register_image_tokenizers")
 get_rollout_backend = _getter("register_rollout_backends")

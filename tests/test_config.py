@@ -139,19 +139,20 @@ def test_optional_keys_accept_null(tmp_path):
 
 
 def test_aliases_map_to_canonical_keys(tmp_path):
-    c = load_config(_yaml(tmp_path, "kl_estimator: kimikl\nentropy_reg: 0.01\nreward_funcs: [format]\n"))
+    c = load_config(_yaml(tmp_path, "kl_estimator: kimikl\nentropy_reg: true\nentropy_weight: 0.05\n"
+                                    "reward_funcs: [format]\n"))
     assert c.kl_approximator == "kimikl"
-    assert c.entropy_weight == pytest.approx(0.01)
+    assert c.entropy_weight == pytest.approx(0.05)
     assert c.rewards == ["format"]
-    c = load_config(None, ["--kl_estimator", "k1", "--entropy_reg", "0.5", "--per_device_batch_size", "4",
+    c = load_config(None, ["--kl_estimator", "k1", "--entropy_reg", "true", "--per_device_batch_size", "4",
                            "--num_generations", "4"])
-    assert c.kl_approximator == "k1" and c.entropy_weight == 0.5 and c.per_device_train_batch_size == 4
+    assert c.kl_approximator == "k1" and c.entropy_weight == 0.01 and c.per_device_train_batch_size == 4
     assert "kl_estimator" not in c.to_dict() and "entropy_reg" not in c.to_dict()
 
 
 def test_alias_values_are_checked_under_the_alias_name(tmp_path):
     message = _error(_yaml(tmp_path, "entropy_reg: lots\n"))
-    assert "'entropy_reg'" in message and "number" in message
+    assert "entropy_reg (MMR1)" in message and "on/off switch" in message
     message = _error(_yaml(tmp_path, "kl_estimator: k4\n"))
     assert "kl_approximator must be one of" in message and "k4" in message
 
@@ -198,8 +199,9 @@ def test_bad_choice_lists_the_options(tmp_path):
     message = _error(_yaml(tmp_path, "loss_type: grpoo\n"))
     assert "loss_type must be one of grpo, bnpo, dr_grpo, dapo" in message
     assert "'grpoo'" in message and "Did you mean 'grpo'?" in message
+    needs = {"lr_scheduler_type": {"lr_scheduler_kwargs": {"num_decay_steps": 10}}}  # warmup_stable_decay's
     for key, choices in CHOICES.items():
-        build_config({key: choices[-1]})  # every listed option is accepted
+        build_config({key: choices[-1], **needs.get(key, {})})  # every listed option is accepted
 
 
 def test_reward_weights_length_mismatch(tmp_path):

@@ -38,6 +38,8 @@ T_TRAINER = "tests/test_grpo_trainer.py"
 T_OPTIONS = "tests/test_training_options.py"
 T_ALGO = "tests/test_algorithms.py"
 T_MECH = "tests/test_mechanisms.py"
+SETUP = "mmr1/grpo/setup.py"
+T_COMPAT = "tests/test_compatibility.py"
 T_MATH = "tests/test_rewards_math.py"
 T_VISION = "tests/test_rewards_vision.py"
 T_DATA = "tests/test_data.py"
@@ -196,11 +198,11 @@ MUTATIONS: list[Mutation] = [
         tests=(f"{T_MATH}::test_mcq_scores_the_last_answer_phrase_of_a_self_correcting_completion",),
     ),
     Mutation(
-        "vision-qwen1000-y-scaled-by-width", "rewards", "plugins/mmr1_vision/grounding.py",
-        old="return (box[0] * w / 1000.0, box[1] * h / 1000.0, box[2] * w / 1000.0, box[3] * h / 1000.0)",
-        new="return (box[0] * w / 1000.0, box[1] * w / 1000.0, box[2] * w / 1000.0, box[3] * w / 1000.0)",
-        description="qwen1000 boxes scale y by the image width: wrong IoU on non-square images",
-        tests=(T_VISION,),
+        "vision-frame-y-scaled-by-width", "rewards", "plugins/mmr1_vision/frames.py",
+        old="return (box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy)",
+        new="return (box[0] / sx, box[1] / sx, box[2] / sx, box[3] / sx)",
+        description="boxes change frame with y scaled by the width: wrong IoU on non-square images",
+        tests=(T_VISION, "tests/test_box_frames.py"),
     ),
     Mutation(
         "vision-perpo-iou-not-squared", "rewards", "plugins/mmr1_vision/grounding.py",
@@ -298,8 +300,8 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "data-null-solution-accepted", "data", "mmr1/data/rows.py",
-        old="if key not in data or data[key] is None:",
-        new="if key not in data:",
+        old="if data.get(key) is None and not from_prompt and key not in unresolved:",
+        new="if key not in data and not from_prompt and key not in unresolved:",
         description="a row whose problem or solution is null is accepted",
         tests=(f"{T_DATA}::test_null_problem_or_solution_is_reported_like_a_missing_one",),
     ),
@@ -338,5 +340,20 @@ MUTATIONS: list[Mutation] = [
         new="if not math.isfinite(number):",
         description="an integer key given 2.5 silently becomes 2",
         tests=(T_CONFIG,),
+    ),
+    # -- pairing checks (setup) -----------------------------------------------------------------
+    Mutation(
+        "rollout-pairing-unchecked", "rollout", SETUP,
+        old="    if backends is not None and backend_cls.name not in backends:",
+        new="    if False:",
+        description="a text-to-image model on the hf backend passes check and generates text while every image reward fails",
+        tests=(T_COMPAT,),
+    ),
+    Mutation(
+        "rewards-needs-unchecked", "rewards", SETUP,
+        old="        missing = [n for n in needs if n not in provided]",
+        new="        missing = []",
+        description="an image reward on a text rollout passes check and fails on every call",
+        tests=(T_COMPAT,),
     ),
 ]

@@ -27,12 +27,21 @@ class RowDataset(Sequence):
         if self.problems:
             raise DataError(self.problems)
 
-    def subsample(self, n: int | None, seed: int = 0) -> RowDataset:
-        """MMR1's ``train_sample_size``: a seeded random subset of ``n`` rows (all rows if n is None or larger)."""
+    def subsample(self, n: int | None, seed: int = 0, mode: str = "random") -> RowDataset:
+        """``train_sample_size``: ``n`` rows (all rows if n is None or larger), in file order.
+
+        ``mode`` (``train_sample_mode``): ``random`` picks a seeded random subset, so a file sorted by source
+        or difficulty still gives a representative one; ``first`` takes the first ``n`` rows, MMR1's exact
+        ``select(range(n))``.
+        """
         if n is None or n >= len(self.rows):
             return self
-        rng = random.Random(seed)
-        picked = sorted(rng.sample(range(len(self.rows)), n))
+        if mode == "first":
+            picked = range(n)
+        elif mode == "random":
+            picked = sorted(random.Random(seed).sample(range(len(self.rows)), n))
+        else:
+            raise ValueError(f"train_sample_mode must be random or first, got {mode!r}")
         return RowDataset([self.rows[i] for i in picked], self.source, self.problems)
 
     def check_images(self, progress=None) -> list[DataProblem]:

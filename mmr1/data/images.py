@@ -11,6 +11,18 @@ class ImageLoadError(ValueError):
     pass
 
 
+class ImagePath(str):
+    """An image path that was not found at load time; ``looked`` holds the other places tried (for the message)."""
+
+    def __new__(cls, path, looked=()):
+        self = super().__new__(cls, str(path))
+        self.looked = tuple(map(str, looked))
+        return self
+
+    def __reduce__(self):
+        return ImagePath, (str(self), self.looked)
+
+
 def load_image(ref) -> Image.Image:
     """A PIL RGB image from a path, a PIL image, or a ``{"bytes": ...}`` / ``{"path": ...}`` dict (HF datasets)."""
     if isinstance(ref, Image.Image):
@@ -30,7 +42,10 @@ def load_image(ref) -> Image.Image:
     if path.is_dir():
         raise ImageLoadError(f"image path is a folder, not an image file: {path}")
     if not path.is_file():
-        raise ImageLoadError(f"image file not found: {path}")
+        looked = getattr(ref, "looked", ())
+        raise ImageLoadError(f"image file not found: {path}" + (
+            f" (also looked for {', '.join(looked)}; set dataset_kwargs: {{image_root: FOLDER}} for images kept "
+            f"elsewhere)" if looked else ""))
     return _open(path, str(path))
 
 

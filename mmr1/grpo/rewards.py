@@ -10,16 +10,28 @@ after that many seconds. Python cannot kill a thread, so a hung call keeps its t
 which does not block exit); until it returns, further calls of that reward fail at once instead
 of piling up threads. A reward with its own deadline (``accuracy``: per sample, in worker
 processes that can be killed) keeps it; the runner's deadline bounds the whole call on top.
+
+Async rewards (``async def``, or a class whose ``__call__`` is one) of one call run concurrently on one
+event loop in one worker thread, while the other rewards run; each has the same deadline, and a
+failure is contained per reward as for the others.
+
+Besides the columns, a reward whose signature names them or takes ``**kwargs`` receives
+``trainer_state`` (:class:`TrainerState`; None outside training), ``log_extra(column, values)`` and
+``log_metric(name, value)`` (trl's names), and, for image models, ``seen_image_sizes`` / ``box_frame``
+(see docs/rewards.md). After a call, :attr:`RewardRunner.extra` holds the logged columns and
+:meth:`RewardRunner.logged_metrics` the metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import inspect
 import logging
 import math
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -30,6 +42,10 @@ log = logging.getLogger("mmr1.rewards")
 DEFAULT_TIMEOUT_S = 120.0
 #: Keyword arguments every reward call receives besides the dataset columns.
 PASSED_COLUMNS = ("completions", "prompts", "images", "completion_ids")
+#: Keyword arguments passed only to rewards whose signature names them or takes ``**kwargs``.
+OPTIONAL_KEYWORDS = ("trainer_state", "log_extra", "log_metric", "seen_image_sizes", "box_frame")
+#: Seconds an async batch is waited for past ``reward_timeout`` (its own deadlines cancel it first).
+ASYNC_GRACE_S = 1.0
 
 
 class RewardError(ValueError):
@@ -42,6 +58,18 @@ class RewardTimeout(RuntimeError):
 
 class RewardOptionError(RegistryError):
     """A reward option does not fit the reward's signature, or would replace a column."""
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    """Where training stands, under the attribute names of trl's ``TrainerState`` (a snapshot per call)."""
+
+    global_step: int = 0                 # optimizer steps taken so far
+    max_steps: int = 0                   # steps the run will take
+    epoch: float = 0.0                   # passes over the data so far (fractional)
+    num_train_epochs: float = 0.0
+    rollout_step: int = 0                # rollouts so far (mmr1's own)
+    is_world_process_zero: bool = True
 
 
 @dataclass
@@ -82,7 +110,7 @@ def _option_problems(name: str, obj, options: dict, columns) -> list[str]:
     problems = []
     for option in options:
         where = f"reward_kwargs: reward {name!r} option {option!r}"
-        if not is_class and (option in PASSED_COLUMNS or option in columns):
+        if not is_class and (option in PASSED_COLUMNS or option in OPTIONAL_KEYWORDS or option in columns):
             problems.append(_shadow_message(name, option))
         elif option not in named and not takes_kwargs:
             problems.append(f"{where} is not an option of this reward (options: {', '.join(named) or 'none'})."
@@ -131,19 +159,44 @@ def dataset_columns(rows) -> set[str]:
     return {k for row in rows for k in row if k not in ("image", "_source")}
 
 
+def is_async(fn) -> bool:
+    """An ``async def`` reward (or a callable object whose ``__call__`` is one)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def _trl_arguments(completions, prompts, kwargs) -> dict:
+    """What trl passes: the row's own ``prompt`` column as ``prompts`` where present (trl passes the
+    dataset's prompt), and completions as ``[{"role": "assistant", "content": text}]`` lists unless every
+    prompt is a plain string (trl's conversational rule)."""
+    own = kwargs.pop("prompt", None)
+    kwargs.pop("completion", None)                    # trl never passes these two as columns
+    if own is not None:
+        own = list(own)
+        prompts = own if prompts is None else [o if o is not None else p for o, p in zip(own, prompts)]
+    if prompts is not None and not all(isinstance(p, str) for p in prompts):
+        completions = [[{"role": "assistant", "content": c}] if isinstance(c, str) else c for c in completions]
+    return {"prompts": prompts, "completions": completions, **kwargs}
+
+
 def from_trl(fn):
-    """Adapt a reward written for trl's GRPOTrainer: ``fn(prompts, completions, **kwargs)``.
+    """Adapt a reward written for trl's GRPOTrainer: ``fn(prompts=..., completions=..., completion_ids=...,
+    trainer_state=..., log_extra=..., log_metric=..., **columns)``, sync or ``async def``.
 
-    trl passes conversational completions as ``[{"role": "assistant", "content": text}]`` lists when the
-    dataset is conversational; mmr1 passes plain strings, which is what trl passes for standard
-    (non-conversational) datasets, so most trl rewards work unchanged through this wrapper.
+    ``prompts`` is the row's ``prompt`` column when the data has one, else mmr1's prompt messages.
+    Completions are ``[{"role": "assistant", "content": text}]`` lists when the prompts are
+    conversational (message lists: always, unless every row carries a string ``prompt``), plain strings
+    otherwise; so ``completion[0]["content"]`` works as under trl.
     """
+    if is_async(fn):
+        async def wrapped(completions, prompts=None, **kwargs):
+            return await fn(**_trl_arguments(completions, prompts, kwargs))
+    else:
+        def wrapped(completions, prompts=None, **kwargs):
+            return fn(**_trl_arguments(completions, prompts, kwargs))
 
-    def wrapped(completions, prompts=None, **kwargs):
-        return fn(prompts=prompts, completions=completions, **kwargs)
-
-    wrapped.__name__ = getattr(fn, "__name__", "trl_reward")
+    wrapped.__name__ = wrapped.__qualname__ = getattr(fn, "__name__", "trl_reward")
     wrapped.__doc__ = fn.__doc__
+    wrapped.trl_reward = fn
     return wrapped
 
 
@@ -163,11 +216,96 @@ def _thread_state():
     return apply
 
 
+def _takes(fn) -> set[str] | None:
+    """The keyword names ``fn`` accepts; None when it takes ``**kwargs`` (or cannot be inspected)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+async def _awaited(awaitable):
+    return await awaitable
+
+
+class _AsyncBatch:
+    """The async rewards of one runner call, gathered on one event loop in one worker thread."""
+
+    def __init__(self, calls: dict, timeout: float | None):
+        self.timeout, self.results, self.jobs, self.loop = timeout, {}, list(calls), None
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, args=(calls, _thread_state()), name="mmr1-reward-async",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, calls, restore) -> None:
+        restore()
+        self.loop = loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._all(calls))
+        except BaseException as exc:  # noqa: BLE001 - the loop itself failed: every reward still waiting gets it
+            for j in calls:
+                self.results.setdefault(j, (False, exc))
+        finally:
+            loop.close()
+
+    async def _all(self, calls) -> None:
+        await asyncio.gather(*(self._one(j, make) for j, make in calls.items()))
+
+    @staticmethod
+    async def _named(j, awaitable):
+        asyncio.current_task().set_name(f"mmr1-reward-{j}")   # the task that runs reward j's code
+        return await awaitable
+
+    async def _one(self, j, make) -> None:
+        try:
+            value = make()
+            if inspect.isawaitable(value):
+                value = asyncio.ensure_future(self._named(j, value))
+                value = await (value if self.timeout is None else asyncio.wait_for(value, self.timeout))
+            self.results[j] = (True, value)
+        except asyncio.TimeoutError:
+            self.results[j] = (False, RewardTimeout(f"the call ran past reward_timeout ({self.timeout:g} s) and was "
+                                                    f"cancelled"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.results[j] = (False, exc)
+
+    def wait(self) -> bool:
+        """Wait for the batch (at most its deadline plus a grace); True if its loop is still busy."""
+        left = None if self.timeout is None else self.started + self.timeout + ASYNC_GRACE_S - time.monotonic()
+        self.thread.join(None if left is None else max(0.0, left))
+        return self.thread.is_alive()
+
+    def blocking(self) -> int | None:
+        """The job whose code holds the (stuck) loop, if any."""
+        task = asyncio.current_task(self.loop) if self.loop is not None and not self.loop.is_closed() else None
+        name = task.get_name() if task is not None else ""
+        return int(name.rsplit("-", 1)[1]) if name.startswith("mmr1-reward-") else None
+
+    def result(self, j, names):
+        ok, value = self.results.get(j, (False, None))
+        if ok:
+            return value
+        if value is not None:
+            raise value
+        culprit = self.blocking()
+        if culprit == j:
+            raise RewardTimeout(f"the call ran past reward_timeout ({self.timeout:g} s) without yielding to its "
+                                f"event loop (blocking code in an async reward); its thread is left running and "
+                                f"further calls fail until it returns")
+        raise RewardTimeout(f"the call did not finish within reward_timeout ({self.timeout:g} s): the shared event "
+                            f"loop was held by {names[culprit] if culprit is not None else 'another reward'!r}")
+
+
 class RewardRunner:
     """Calls every reward on a batch; returns an (N, R) table with NaN for None or a failed call.
 
-    ``timeout``: seconds per call (None or 0: call on this thread, no deadline). After a call,
-    ``last_all_failed`` says whether every reward failed on every completion (nothing to learn from).
+    ``timeout``: seconds per call (None or 0: sync rewards on this thread, no deadline). After a call,
+    ``last_failed[j]`` says whether reward j failed on every completion, ``last_all_failed`` whether
+    every reward did (nothing to learn from), ``extra`` holds the columns logged with ``log_extra``.
     """
 
     def __init__(self, rewards: list[RewardFunction], timeout: float | None = DEFAULT_TIMEOUT_S):
@@ -175,8 +313,12 @@ class RewardRunner:
         self.timeout = timeout or None
         self.failures: Counter = Counter()
         self.last_all_failed = False
+        self.last_failed = [False] * len(rewards)
+        self.extra: dict[str, list] = {}
+        self._metrics: dict[tuple[str, str], list[float]] = {}
         self._warned: set[tuple[str, str]] = set()
         self._hung: dict[str, threading.Thread] = {}
+        self._signatures = {id(r): _takes(r.fn) for r in rewards}
 
     @property
     def names(self) -> list[str]:
@@ -184,21 +326,85 @@ class RewardRunner:
 
     def __call__(self, completions: list[str], **columns) -> list[list[float]]:
         n = len(completions)
+        columns.setdefault("trainer_state", None)
+        self.extra, self._metrics = {}, {}
         table = [[math.nan] * len(self.rewards) for _ in range(n)]
-        failed_cells = 0
+        kwargs = [self._kwargs(r, columns, n) for r in self.rewards]
+        batch = self._start_async(completions, kwargs)
+        scored = {}
         for j, reward in enumerate(self.rewards):
-            values, failed = self._score(reward, completions, columns)
-            failed_cells += failed
+            if not is_async(reward.fn):
+                scored[j] = self._score(reward, n, lambda r=reward, kw=kwargs[j]: self._invoke(r, completions, kw))
+        if batch is not None:
+            culprit = batch.blocking() if batch.wait() else None   # the loop is stuck in this reward's code
+            if culprit is not None:
+                self._hung[self.rewards[culprit].name] = batch.thread
+            for j in batch.jobs:
+                scored[j] = self._score(self.rewards[j], n, lambda j=j: batch.result(j, self.names))
+        for j in range(len(self.rewards)):
+            values, failed = scored[j]
+            self.last_failed[j] = n > 0 and failed == n
             for i, v in enumerate(values):
                 table[i][j] = math.nan if v is None else v
-        self.last_all_failed = n > 0 and failed_cells == n * len(self.rewards)
+        self.last_all_failed = n > 0 and all(self.last_failed)
         return table
 
-    def _score(self, reward: RewardFunction, completions, columns) -> tuple[list, int]:
+    def logged_metrics(self, taken=()) -> dict[str, float]:
+        """Mean of each ``log_metric`` name over the last call, under its own name; ``rewards/REWARD/NAME``
+        when two rewards log the same name or it is one of ``taken`` (the trainer's own stats)."""
+        counts = Counter(metric for _, metric in self._metrics)
+        return {(metric if counts[metric] == 1 and metric not in taken else f"rewards/{name}/{metric}"):
+                sum(values) / len(values) for (name, metric), values in self._metrics.items()}
+
+    def _kwargs(self, reward: RewardFunction, columns: dict, n: int) -> dict:
+        """The keywords for one reward: every column, and the optional keywords its signature takes."""
+        takes = self._signatures[id(reward)] if id(reward) in self._signatures else _takes(reward.fn)
+        wanted = (lambda k: True) if takes is None else (lambda k: k in takes)   # noqa: E731
+        kw = {k: v for k, v in columns.items() if k not in OPTIONAL_KEYWORDS or wanted(k)}
+        if wanted("log_extra"):
+            kw["log_extra"] = self._log_extra(reward.name, n)
+        if wanted("log_metric"):
+            kw["log_metric"] = self._log_metric(reward.name)
+        return kw
+
+    def _log_extra(self, name: str, n: int):
+        def log_extra(column: str, values) -> None:
+            """Add ``column`` (one value per completion) to this step's completions log."""
+            values = list(values)
+            if len(values) != n:
+                raise RewardError(f"reward {name!r}: log_extra({column!r}, ...) got {len(values)} values for {n} "
+                                  f"completions")
+            self.extra[str(column)] = values
+
+        return log_extra
+
+    def _log_metric(self, name: str):
+        def log_metric(metric: str, value) -> None:
+            """Log a number with this step's stats (the mean when logged more than once)."""
+            self._metrics.setdefault((name, str(metric)), []).append(float(value))
+
+        return log_metric
+
+    def _start_async(self, completions, kwargs) -> _AsyncBatch | None:
+        """Start the async rewards together; one whose earlier call still blocks its loop fails at once."""
+        calls = {}
+        for j, reward in enumerate(self.rewards):
+            if not is_async(reward.fn):
+                continue
+            earlier = self._hung.get(reward.name)
+            if earlier is not None and earlier.is_alive():
+                calls[j] = lambda: _raise(RewardTimeout(f"an earlier call is still running past the "
+                                                        f"{self.timeout:g} s reward_timeout"))
+            else:
+                calls[j] = lambda r=reward, kw=kwargs[j]: r(completions, **kw)
+        if not calls:
+            return None
+        return _AsyncBatch(calls, self.timeout)
+
+    def _score(self, reward: RewardFunction, n: int, produce) -> tuple[list, int]:
         """(values, None for no opinion; how many completions this call failed on)."""
-        n = len(completions)
         try:
-            values = self._check(reward.name, self._invoke(reward, completions, columns), n)
+            values = self._check(reward.name, produce(), n)
         except (KeyboardInterrupt, RewardOptionError):
             raise
         except BaseException as exc:  # noqa: BLE001 - SystemExit too: contained per call, counted, logged
@@ -213,7 +419,7 @@ class RewardRunner:
 
     def _invoke(self, reward: RewardFunction, completions, columns):
         if self.timeout is None:
-            return reward(completions, **columns)
+            return _settled(reward(completions, **columns))
         earlier = self._hung.get(reward.name)
         if earlier is not None and earlier.is_alive():
             raise RewardTimeout(f"an earlier call is still running past the {self.timeout:g} s reward_timeout")
@@ -222,7 +428,7 @@ class RewardRunner:
         def run():
             restore()
             try:
-                box["value"] = reward(completions, **columns)
+                box["value"] = _settled(reward(completions, **columns))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 box["error"] = exc
 
@@ -258,3 +464,12 @@ class RewardRunner:
             return [None if v is None else float(v) for v in values]
         except (TypeError, ValueError) as exc:
             raise RewardError(f"reward {name!r} returned a value that is not a number: {exc}") from None
+
+
+def _settled(value):
+    """A sync reward's result; an awaitable it returned (not declared async) is run to completion here."""
+    return asyncio.run(_awaited(value)) if inspect.isawaitable(value) else value
+
+
+def _raise(exc):
+    raise exc

@@ -62,9 +62,14 @@ def data_path(config: TrainConfig, path: str | None) -> str | None:
     """Data paths in a config are relative to the config file's folder, like plugin paths."""
     if path is None or Path(path).is_absolute() or config.config_path is None:
         return path
+    from mmr1.data.hf_loader import split_suffix
+
     candidate = config.config_dir / path
     if candidate.exists():
         return str(candidate)
+    base, split = split_suffix(path)                       # folder@split, the folder beside the config
+    if split and (config.config_dir / base).exists():
+        return f"{config.config_dir / base}@{split}"
     if Path(path).exists() or config.dataset != "json":   # other loaders also take names (hub ids): keep them
         return path
     return str(candidate)
@@ -95,6 +100,7 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
               check_eval: bool = True) -> Preflight:
     """Resolve and check everything a run needs, without weights; collect every problem."""
     from mmr1.grpo.batching import plan_batches
+    from mmr1.data.rows import resolve_image_roots
     from mmr1.grpo.rewards import check_option_columns, dataset_columns
     from mmr1.plugins import get_dataset, get_plugin_manager, get_rollout_backend, load_plugins
     from mmr1.templates import resolve_template
@@ -126,7 +132,8 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
         attempt("output", lambda: _check_output(config))
         return out
     template = attempt("template", lambda: resolve_template(
-        config.template, config.system_prompt_template, config.question_template, config.answer_template))
+        config.template, config.system_prompt_template, config.question_template, config.answer_template,
+        base_dir=config.config_dir))
     rewards = _build_rewards(config, out.problems)
     attempt("output", lambda: _check_output(config))
     backend_cls = attempt("rollout backend", lambda: get_rollout_backend(config.rollout_backend))
@@ -153,7 +160,8 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
         if bad_keys:
             out.problems += [f"{label}: {p}" for p in bad_keys]
             continue
-        dataset = attempt(label, lambda: _load(config.dataset, loader, data_path(config, path), kwargs))
+        dataset = attempt(label, lambda: _load(config.dataset, loader, data_path(config, path),
+                                               resolve_image_roots(kwargs, config.config_dir)))
         if dataset is None:
             continue
         if len(dataset) == 0 and not getattr(dataset, "problems", None):
@@ -167,6 +175,11 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
         out.problems += [f"{label}: {p}" for p in found]
         out.summary.append(f"{label}: {len(dataset)} usable rows, {len(found)} problem(s)")
         datasets[label] = dataset
+    if adapter_cls is not None and backend_cls is not None:
+        out.problems += [f"rollout backend: {p}" for p in _pairing_problems(config, adapter_cls, backend_cls)]
+    if rewards is not None and backend_cls is not None:
+        columns = dataset_columns(datasets["train data"]) if "train data" in datasets else set()
+        out.problems += [f"rewards: {p}" for p in _needs_problems(config, rewards, columns, backend_cls)]
     if "train data" in datasets and rewards is not None:
         attempt("rewards", lambda: check_option_columns(rewards, dataset_columns(datasets["train data"])))
         out.problems += [f"rewards: {p}" for p in _call_problems(
@@ -203,7 +216,7 @@ def _build_rewards(config: TrainConfig, problems: list[str]):
 def _call_problems(rewards, columns, backend_columns=()) -> list[str]:
     """Rewards whose signature cannot take what every call passes: the completions, every column and what the
     rollout backend adds (``generated_images`` for ``t2i``), by name."""
-    from mmr1.grpo.rewards import PASSED_COLUMNS
+    from mmr1.grpo.rewards import OPTIONAL_KEYWORDS, PASSED_COLUMNS
 
     passed = sorted((set(columns) | set(PASSED_COLUMNS) | set(backend_columns)) - {"completions"})
     problems = []
@@ -212,11 +225,48 @@ def _call_problems(rewards, columns, backend_columns=()) -> list[str]:
             signature = inspect.signature(reward.fn)
         except (TypeError, ValueError):       # a builtin or C callable: nothing to check against
             continue
+        optional = {k: None for k in OPTIONAL_KEYWORDS if k in signature.parameters}   # passed when named
         try:
-            signature.bind([], **{**{c: None for c in passed}, **reward.options})
+            signature.bind([], **{**{c: None for c in passed}, **optional, **reward.options})
         except TypeError as exc:
             problems.append(f"reward {reward.name!r} cannot be called as mmr1 calls it, with the completions and "
                             f"the keywords {', '.join(passed)}: {exc}; give it a **kwargs parameter")
+    return problems
+
+
+def _pairing_problems(config: TrainConfig, adapter_cls, backend_cls) -> list[str]:
+    """A model whose completions the rollout backend cannot write (a text-to-image model on ``hf``, a text
+    model on ``t2i``): each side names the other side it needs (``rollout_backends`` / ``adapters``)."""
+    backends = getattr(adapter_cls, "rollout_backends", None)
+    adapters = getattr(backend_cls, "adapters", None)
+    if backends is not None and backend_cls.name not in backends:
+        return [f"model {config.model_name_or_path!r} (adapter {adapter_cls.name!r}) needs rollout_backend "
+                f"{' or '.join(backends)}, but the config sets {config.rollout_backend!r}, whose rollouts "
+                f"cannot write its completions; set rollout_backend: {backends[0]}"]
+    if adapters is not None and adapter_cls.name not in adapters:
+        return [f"rollout_backend {config.rollout_backend!r} works only with model adapter "
+                f"{' or '.join(map(repr, adapters))}, but model {config.model_name_or_path!r} is adapter "
+                f"{adapter_cls.name!r}; use another rollout_backend (e.g. hf) or a matching model"]
+    return []
+
+
+def _needs_problems(config: TrainConfig, rewards, columns, backend_cls) -> list[str]:
+    """Rewards registered with ``needs=(...)`` (columns they cannot score without, e.g. ``generated_images``)
+    when neither the data nor the rollout backend provides them: every call would fail."""
+    from mmr1.grpo.rewards import PASSED_COLUMNS
+    from mmr1.plugins import get_plugin_manager
+
+    registry = get_plugin_manager().registry("register_rewards")
+    provided = set(columns) | set(PASSED_COLUMNS) | set(getattr(backend_cls, "extra_columns", ()))
+    problems = []
+    for reward in rewards:
+        needs = registry.entry(reward.name).meta.get("needs", ()) if reward.name in registry else ()
+        missing = [n for n in needs if n not in provided]
+        if missing:
+            problems.append(f"reward {reward.name!r} needs {', '.join(missing)}, which neither the data nor "
+                            f"rollout_backend {config.rollout_backend!r} provides, so every call would fail; "
+                            f"use a rollout backend that provides it (generated_images: rollout_backend t2i) "
+                            f"or another reward")
     return problems
 
 
@@ -335,6 +385,37 @@ def escape_control_tokens(text: str, tokens: list[str]) -> str:
     return text
 
 
+def _texts(row: dict):
+    """``(field label, text, setter)`` for each piece of data text that reaches the prompt: ``problem`` and,
+    for conversational rows, every text of the ``prompt`` messages."""
+    if isinstance(row.get("problem"), str):
+        yield "field 'problem'", row["problem"], lambda v: row.__setitem__("problem", v)
+    messages = row.get("prompt")
+    if not isinstance(messages, list):
+        return
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            yield f"field 'prompt' (message {i})", content, lambda v, m=message: m.__setitem__("content", v)
+        elif isinstance(content, list):
+            for item in content:
+                if isinstance(item, dict) and isinstance(item.get("text"), str):
+                    yield f"field 'prompt' (message {i})", item["text"], lambda v, it=item: it.__setitem__("text", v)
+
+
+def _control_token_problem(row: dict, tokens: list[str], escape: bool) -> str | None:
+    """Escape (``escape``) or name the first control token in the row's data text; None when clean."""
+    for label, text, set_text in list(_texts(row)):
+        present = [t for t in tokens if t in text]
+        if present and escape:
+            set_text(escape_control_tokens(text, tokens))
+        elif present:
+            return (f"{label} contains the control token {present[0]!r} of this model's tokenizer; data text "
+                    f"never injects control tokens or chat turns: remove it, or set special_tokens_in_data: "
+                    f"escape to keep it as plain text")
+    return None
+
+
 def check_rows(dataset, template, adapter, config: TrainConfig, progress: bool = False,
                label: str = "data") -> list[DataProblem]:
     """Every row as the trainer will use it: images open, the prompt builds, fits, holds no control token.
@@ -345,6 +426,7 @@ def check_rows(dataset, template, adapter, config: TrainConfig, progress: bool =
     from tqdm.auto import tqdm
 
     from mmr1.data import ImageLoadError, load_image
+    from mmr1.templates import row_messages
 
     rows = getattr(dataset, "rows", None)
     if rows is None:             # a loader's own dataset type (e.g. extracted image tokens): nothing to render
@@ -367,19 +449,18 @@ def check_rows(dataset, template, adapter, config: TrainConfig, progress: bool =
         problem = row.get("problem")
         if not isinstance(problem, str) or template is None or adapter is None:
             continue
-        present = [t for t in tokens if t in problem]
-        if present and escape:
-            row["problem"] = problem = escape_control_tokens(problem, tokens)
-        elif present:
-            problems.append(DataProblem(*where, (
-                f"field 'problem' contains the control token {present[0]!r} of this model's tokenizer; data "
-                f"text never injects control tokens or chat turns: remove it, or set "
-                f"special_tokens_in_data: escape to keep it as plain text")))
+        found = _control_token_problem(row, tokens, escape)
+        if found:
+            problems.append(DataProblem(*where, found))
             continue
         if broken:
             continue
         try:
-            messages = template.messages(problem, len(images) if takes_images else 0)
+            messages = row_messages(template, row, len(images) if takes_images else 0, where="")
+        except ValueError as exc:            # images vs <image> placeholders, malformed chat messages
+            problems.append(DataProblem(*where, str(exc)))
+            continue
+        try:
             length = adapter.prompt_length(messages, images if takes_images else None)
         except Exception as exc:  # noqa: BLE001 - whatever would crash the rollout is this row's problem
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

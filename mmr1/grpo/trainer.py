@@ -27,7 +27,7 @@ from mmr1.grpo import algorithms as algo
 from mmr1.grpo.batching import PromptSampler
 from mmr1.grpo.checkpoint import (check_output_dir, list_checkpoints, load_checkpoint, remove_stale_tmp,
                                   resolve_resume, save_checkpoint)
-from mmr1.grpo.rewards import RewardRunner, dataset_columns
+from mmr1.grpo.rewards import RewardRunner, TrainerState, dataset_columns
 from mmr1.grpo.setup import Prepared, data_path, prepare  # noqa: F401 - prepare is this module's API too
 from mmr1.rollout.base import SamplingParams
 from mmr1.rollout.sampling import completion_seed
@@ -175,13 +175,15 @@ class GRPOTrainer:
 
         warmup = c.warmup_steps or math.ceil(c.warmup_ratio * self.total_steps)
         scheduler = get_scheduler(c.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
-                                  num_training_steps=self.total_steps)
+                                  num_training_steps=self.total_steps,
+                                  scheduler_specific_kwargs=dict(c.lr_scheduler_kwargs) or None)
         self.scorer, self.optimizer, self.scheduler = acc.prepare(PolicyScorer(model, self.adapter), optimizer, scheduler)
         self.processor = processor
         self.backend = self.prepared.backend_cls(self.adapter, acc, config=c)
         self.sampler = PromptSampler(len(self.dataset), c.seed)
         self.global_step, self.rollout_step = 0, 0
         self.nonfinite_steps, self._nonfinite_in_a_row, self._opinionless_in_a_row = 0, 0, 0
+        self._failing_in_a_row: list[int] = []        # per reward: rollouts in a row it failed everywhere
         self.output_dir = Path(c.output_dir)
         self.metrics_path = self.output_dir / "metrics.jsonl"
         self.completions_path = self.output_dir / "completions.jsonl"
@@ -210,21 +212,34 @@ class GRPOTrainer:
     def _encode(self, rows: list[dict], prompt_ids: list[int]):
         """PromptBatch for the given unique prompt rows (images load here, lazily)."""
         from mmr1.data import load_images
+        from mmr1.templates import row_messages
 
         messages, images = [], []
         for p in prompt_ids:
             row = rows[p]
             imgs = load_images(row.get("image", [])) if self.adapter.takes_images else []
-            messages.append(self.template.messages(row["problem"], len(imgs)))
+            messages.append(row_messages(self.template, row, len(imgs)))
             images.append(imgs)
         batch = self.adapter.encode_prompts(messages, images, self.config.max_prompt_length)
         return batch.to(self.accelerator.device), messages, images
 
-    def _reward_columns(self, rows, prompt_of, messages_of, images_of) -> dict:
-        columns: dict[str, list] = {"prompts": [messages_of[p] for p in prompt_of],
-                                    "images": [images_of[p] for p in prompt_of]}
+    def _reward_columns(self, rows, prompt_of, messages_of, images_of, prompts=None, unique=()) -> dict:
+        """The reward call's keywords: per completion the prompt, images, data columns and what the adapter adds
+        for the encoded ``prompts`` (``unique`` rows; image models: ``seen_image_sizes``, ``box_frame``); and
+        ``trainer_state``."""
+        columns: dict = {"prompts": [messages_of[p] for p in prompt_of],
+                         "images": [images_of[p] for p in prompt_of]}
         for k in sorted(dataset_columns(rows)):
             columns[k] = [rows[p].get(k) for p in prompt_of]
+        adapter_columns = getattr(self.adapter, "reward_columns", None)
+        if prompts is not None and adapter_columns is not None:
+            for k, per_prompt in adapter_columns(prompts).items():
+                of = dict(zip(unique, per_prompt))
+                columns[k] = [of[p] for p in prompt_of]
+        columns["trainer_state"] = TrainerState(
+            global_step=self.global_step, max_steps=self.total_steps, epoch=self.sampler.epoch,
+            num_train_epochs=self.config.num_train_epochs, rollout_step=self.rollout_step,
+            is_world_process_zero=self.accelerator.is_main_process)
         return columns
 
     # -- one rollout ----------------------------------------------------------------------------
@@ -250,7 +265,7 @@ class GRPOTrainer:
 
         messages_of = dict(zip(unique, messages))
         images_of = dict(zip(unique, images))
-        columns = self._reward_columns(rows, prompt_of_global, messages_of, images_of)
+        columns = self._reward_columns(rows, prompt_of_global, messages_of, images_of, prompts, unique)
         columns.update(out.extras)
         columns["completion_ids"] = [ids[m.bool()].tolist() for ids, m in zip(out.completion_ids, out.completion_mask)]
         table = torch.tensor(self.rewards(out.texts, **columns), dtype=torch.float32)   # (n_local, R)
@@ -299,6 +314,7 @@ class GRPOTrainer:
             ok = ~torch.isnan(col)
             stats[f"rewards/{name}"] = col[ok].mean().item() if ok.any() else float("nan")
             stats[f"rewards/{name}/failures"] = self.rewards.failures[name]
+        stats.update(self.rewards.logged_metrics(taken=stats))                # log_metric (this process's)
         if acc.is_main_process and c.log_completions:
             self._log_completions(out.texts[: c.num_completions_to_log], table, local_adv, rows,
                                   prompt_of_global)
@@ -422,16 +438,28 @@ class GRPOTrainer:
                 f"torch_dtype float32, or check the rewards and the data")
 
     def _check_opinions(self) -> None:
-        """Stop after ``max_nonfinite_steps`` rollouts in a row where every reward call failed."""
-        if not self._any_rank(not self.rewards.last_all_failed):
-            self._opinionless_in_a_row += 1
-        else:
-            self._opinionless_in_a_row = 0
-        if self._opinionless_in_a_row >= self.config.max_nonfinite_steps:
+        """Stop after ``max_nonfinite_steps`` rollouts in a row where every reward failed on every completion, or
+        where one reward did (on every process): training on without it would quietly change the objective."""
+        acc, runner, limit = self.accelerator, self.rewards, self.config.max_nonfinite_steps
+        failed = torch.tensor([float(f) for f in runner.last_failed] + [float(runner.last_all_failed)])
+        if acc.num_processes > 1:
+            failed = acc.reduce(failed.to(acc.device), reduction="sum").cpu() / acc.num_processes
+        everywhere = (failed >= 1.0).tolist()
+        self._opinionless_in_a_row = self._opinionless_in_a_row + 1 if everywhere[-1] else 0
+        if self._opinionless_in_a_row >= limit:
             raise TrainingHalted(
                 f"no reward gave an opinion: the run cannot learn. In {self._opinionless_in_a_row} rollouts in a "
-                f"row (max_nonfinite_steps={self.config.max_nonfinite_steps}) every call of every reward "
-                f"({', '.join(self.rewards.names)}) failed; see the warnings of the mmr1.rewards logger above")
+                f"row (max_nonfinite_steps={limit}) every call of every reward "
+                f"({', '.join(runner.names)}) failed; see the warnings of the mmr1.rewards logger above")
+        in_a_row = self._failing_in_a_row or [0] * len(runner.names)
+        self._failing_in_a_row = [k + 1 if bad else 0 for k, bad in zip(in_a_row, everywhere[:-1])]
+        for name, k in zip(runner.names, self._failing_in_a_row):
+            if k >= limit:
+                raise TrainingHalted(
+                    f"reward {name!r} failed on every completion in {k} rollouts in a row "
+                    f"(max_nonfinite_steps={limit}); the other rewards still scored, but training on without it "
+                    f"would quietly change the objective. See the warnings of the mmr1.rewards logger above for its "
+                    f"error (counted in rewards/{name}/failures); fix the reward or remove it from rewards")
 
     def _check_weights(self, what: str) -> None:
         """Refuse to save non-finite weights: raise TrainingHalted naming the first bad tensor."""
@@ -694,6 +722,8 @@ class GRPOTrainer:
                 record = {"step": self.global_step, "problem": row.get("problem"), "solution": row.get("solution"),
                           "completion": text, "advantage": float(advantages[n]),
                           "rewards": {name: _nan_none(table[n, j].item()) for j, name in enumerate(self.rewards.names)}}
+                if self.rewards.extra:                                         # columns from log_extra
+                    record["extra"] = {k: v[n] for k, v in self.rewards.extra.items()}
                 f.write(json.dumps(_jsonable(record)) + "\n")
 
 

@@ -10,7 +10,8 @@
 ``t2i_meta`` (pretrain / SFT)
     A meta JSON of ``{code_path, label_path}`` rows (:func:`mmr1.imagegen.extract.write_meta`)
     or a YAML mixture of meta files with sampling strategies (:func:`mmr1.imagegen.meta.load_mixture`).
-    Rows are ``{"code_path", "label_path", "caption", "problem", "solution", "image": []}``; the
+    Rows are ``{"code_path", "label_path", "caption", "problem", "solution", "image": []}`` (plus
+    ``caption_entry`` for a short/long label, see :func:`mmr1.imagegen.meta.read_label`); the
     caption file is read when a row is accessed, so a mixture of millions of rows loads quickly.
 """
 
@@ -99,18 +100,26 @@ class MetaRowDataset(RowDataset):
     """Rows of a meta file / mixture; the caption file of a row is read when the row is accessed."""
 
     def __getitem__(self, index):
-        from mmr1.imagegen.meta import read_label
+        from mmr1.imagegen.meta import looked_in, read_label
 
         row = self.rows[index]
         if "caption" in row:
             return row
+        meta_file = row.get("meta_file", self.source)
         try:
-            caption = read_label(row["label_path"])
+            entry = read_label(row["label_path"])
+        except FileNotFoundError:
+            where = looked_in(row["label_path"], meta_file)
+            raise ValueError(f"{meta_file}: row {row.get('_index', index)}: cannot read caption file "
+                             f"{row['label_path']!r}: it does not exist ({where})") from None
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{row.get('meta_file', self.source)}: row {row.get('_index', index)}: cannot read "
+            raise ValueError(f"{meta_file}: row {row.get('_index', index)}: cannot read "
                              f"caption file {row['label_path']!r}: {exc}") from exc
-        text = caption_text(caption)
-        return dict(row, caption=caption, problem=text, solution=text)
+        text = caption_text(entry)
+        out = dict(row, caption=text, problem=text, solution=text)
+        if not isinstance(entry, str):
+            out["caption_entry"] = entry          # short/long: SFT's sample_short picks one
+        return out
 
     def subsample(self, n: int | None, seed: int = 0) -> "MetaRowDataset":
         if n is None or n >= len(self.rows):
@@ -127,7 +136,7 @@ def load_t2i_meta(path: str | None = None, seed: int = 0, strict: bool = True, c
     every code and caption file exists while loading (each missing file is a problem naming the
     meta file and row); otherwise a missing file is reported when its row is read.
     """
-    from mmr1.imagegen.meta import MetaError, load_mixture
+    from mmr1.imagegen.meta import MetaError, load_mixture, looked_in
 
     if not path:
         raise ValueError("dataset 't2i_meta' needs dataset_path: a meta JSON of {code_path, label_path} rows "
@@ -145,7 +154,8 @@ def load_t2i_meta(path: str | None = None, seed: int = 0, strict: bool = True, c
         if check_files:
             missing = [k for k in ("code_path", "label_path") if not Path(row[k]).is_file()]
             if missing:
-                problems.append(DataProblem(row["meta_file"], i, ", ".join(f"{k} {row[k]!r} does not exist" for k in missing)))
+                problems.append(DataProblem(row["meta_file"], i, ", ".join(
+                    f"{k} {row[k]!r} does not exist ({looked_in(row[k], row['meta_file'])})" for k in missing)))
                 continue
         rows.append(row)
     if not rows and not problems:

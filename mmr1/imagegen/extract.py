@@ -188,7 +188,8 @@ def extract_tokens(
         for (index, _, caption), grid in zip(batch, codes):
             code_path, label_path = item_paths(out_dir, index, caption)
             code_path.parent.mkdir(parents=True, exist_ok=True)
-            label = caption if isinstance(caption, str) else json.dumps(caption, ensure_ascii=False)
+            # a .txt label is read back line by line (short, long caption): a string caption is one line
+            label = " ".join(caption.split()) if isinstance(caption, str) else json.dumps(caption, ensure_ascii=False)
             _atomic_write(label_path, lambda f: f.write(label.encode("utf-8")))
             _atomic_write(code_path, lambda f: np.save(f, grid.reshape(1, 1, *grid.shape)))
             summary.encoded += 1

@@ -1,7 +1,13 @@
 """Meta files of extracted tokens, and YAML mixtures of several of them (SimpleAR / LLaVA style).
 
 A *meta file* is a JSON list of ``{"code_path": ..., "label_path": ...}`` rows (written by
-:func:`mmr1.imagegen.extract.write_meta`); relative paths are relative to the meta file's folder.
+:func:`mmr1.imagegen.extract.write_meta`). Relative paths are looked for next to the meta file
+(what ``write_meta`` writes), then in the launch folder (what SimpleAR's meta files mean); each
+key is placed by the first row that has a relative path for it, so loading stays one pass.
+
+A *label file* holds the caption: ``.json`` (a caption entry: string, ``{short, long}``, list) or
+text. Text with one line is the caption; with two or more lines (SimpleAR) line 1 is the short
+caption and line 2 the long one (further lines are ignored); blank lines do not count.
 
 A *mixture* is a YAML file listing meta files, each with a ``sampling_strategy``::
 
@@ -31,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["MetaError", "load_meta", "load_mixture", "sample_rows", "load_codes", "read_label"]
+__all__ = ["MetaError", "load_meta", "load_mixture", "sample_rows", "load_codes", "read_label", "looked_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +48,35 @@ class MetaError(ValueError):
     """A meta file or mixture is malformed; the message names the file and entry."""
 
 
+def _base(rows: list, key: str, meta_dir: Path, path: Path) -> Path:
+    """The folder relative ``key`` paths of one meta file are in: next to it, else the launch folder."""
+    first = next((r[key] for r in rows if isinstance(r, dict) and isinstance(r.get(key), str)
+                  and r[key] and not Path(r[key]).is_absolute()), None)
+    if first is None or (meta_dir / first).exists():
+        return meta_dir
+    cwd = Path.cwd()
+    if (cwd / first).exists():
+        return cwd
+    logger.warning("meta file %s: %s %r is neither next to the meta file (%s) nor in the launch folder (%s)",
+                   path, key, first, meta_dir / first, cwd / first)
+    return meta_dir
+
+
+def looked_in(file, meta_file) -> str:
+    """Where a meta row's (resolved) file was looked for, for error messages."""
+    file, meta_dir, cwd = Path(file), Path(meta_file).absolute().parent, Path.cwd()
+    for base in (meta_dir, cwd):
+        try:
+            rel = file.relative_to(base)
+        except ValueError:
+            continue
+        places = list(dict.fromkeys([meta_dir / rel, cwd / rel]))
+        return "looked in " + " and ".join(str(p) for p in places)
+    return f"looked in {file}"
+
+
 def load_meta(path) -> list[dict]:
-    """Rows of a meta file, with ``code_path`` / ``label_path`` made absolute. Other keys are kept."""
+    """Rows of a meta file, with ``code_path`` / ``label_path`` made absolute (module doc). Other keys are kept."""
     path = Path(path)
     if not path.is_file():
         raise MetaError(f"meta file {str(path)!r} does not exist")
@@ -53,13 +86,15 @@ def load_meta(path) -> list[dict]:
         raise MetaError(f"meta file {str(path)!r} is not valid JSON: {exc}") from exc
     if not isinstance(rows, list):
         raise MetaError(f"meta file {str(path)!r} must hold a JSON list of {{code_path, label_path}} rows, got {type(rows).__name__}")
-    base = path.parent
+    meta_dir = path.absolute().parent
+    bases = {key: _base(rows, key, meta_dir, path) for key in ("code_path", "label_path")}
     out = []
     for i, row in enumerate(rows):
-        if not isinstance(row, dict) or "code_path" not in row or "label_path" not in row:
-            raise MetaError(f"meta file {str(path)!r}, row {i}: expected {{\"code_path\": ..., \"label_path\": ...}}, got {row!r}")
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k] for k in bases):
+            raise MetaError(f"meta file {str(path)!r}, row {i}: expected {{\"code_path\": ..., \"label_path\": ...}} "
+                            f"(non-empty strings), got {row!r}")
         row = dict(row)
-        for key in ("code_path", "label_path"):
+        for key, base in bases.items():
             p = Path(row[key])
             row[key] = str(p if p.is_absolute() else base / p)
         out.append(row)
@@ -155,9 +190,13 @@ def load_codes(path) -> torch.Tensor:
 
 
 def read_label(path):
-    """The caption of one image: a string (``.txt``) or a caption entry (``.json``: string, {short, long}, list)."""
+    """The caption of one image: a caption entry (``.json``), or text (module doc): one line is the
+    caption, two or more are ``{"short": line 1, "long": line 2}`` (SimpleAR)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
         return json.loads(text)
-    return text.rstrip("\n")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) >= 2:
+        return {"short": lines[0], "long": lines[1]}
+    return lines[0] if lines else ""

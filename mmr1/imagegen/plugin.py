@@ -104,6 +104,7 @@ class T2IAdapter(ModelAdapter):
 
     name = "t2i"
     takes_images = False
+    rollout_backends = ("t2i",)     # its completions are image tokens: only the t2i backend writes them
 
     def __init__(self, processor, min_pixels=None, max_pixels=None):
         super().__init__(processor, min_pixels, max_pixels)
@@ -264,6 +265,7 @@ class T2IRollout(HFRollout):
 
     name = "t2i"
     extra_columns = ("generated_images",)
+    adapters = ("t2i",)
 
     def __init__(self, adapter, accelerator=None, config=None, **options):
         super().__init__(adapter, accelerator, **options)

@@ -40,6 +40,7 @@ class ModelAdapter:
 
     name = "causal_lm"
     takes_images = False
+    rollout_backends: tuple[str, ...] | None = None   # backends that can write its completions (None: any)
 
     def __init__(self, processor, min_pixels: int | None = None, max_pixels: int | None = None):
         self.processor = processor
@@ -178,6 +179,15 @@ class ModelAdapter:
 
     def expand_extra(self, prompts: PromptBatch, prompt_index: torch.Tensor) -> dict:
         """Model inputs other than ids for ``prompts`` repeated as ``prompt_index`` says."""
+        return {}
+
+    # -- boxes: what grounding / detection rewards need to know --------------------------------
+    #: The frame this family writes boxes in (``resized``, ``qwen1000``, ... see docs/rewards.md); None: none.
+    box_frame: str | None = None
+
+    def reward_columns(self, prompts: PromptBatch) -> dict[str, list]:
+        """Reward columns per encoded prompt: ``seen_image_sizes`` (``[(width, height)]`` of each image as the
+        model saw it) and ``box_frame``, for families that take images; none here."""
         return {}
 
 

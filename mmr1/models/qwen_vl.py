@@ -116,6 +116,24 @@ class QwenVLAdapter(ModelAdapter):
         index = torch.cat(rows).to(prompts.extra["pixel_values"].device)
         return {"pixel_values": prompts.extra["pixel_values"][index], "image_grid_thw": torch.stack(grids)}
 
+    @property
+    def box_frame(self) -> str:
+        """Qwen2.5-VL writes boxes in pixels of the image as resized by the processor; Qwen2-VL in 0-1000."""
+        model_type = getattr(getattr(self._model, "config", None), "model_type", None) or self.name
+        return "qwen1000" if model_type == "qwen2_vl" else "resized"
+
+    def reward_columns(self, prompts: PromptBatch) -> dict[str, list]:
+        """``seen_image_sizes`` from the processor's own ``image_grid_thw`` (patches x ``patch_size`` pixels: the
+        size after its pixel-budget resize) and ``box_frame``, per prompt."""
+        grid = prompts.extra.get("image_grid_thw")
+        patch = int(getattr(getattr(self.processor, "image_processor", None), "patch_size", 14) or 14)
+        rows = [] if grid is None else [(int(w) * patch, int(h) * patch) for _, h, w in grid.tolist()]
+        sizes, start = [], 0
+        for count in prompts.image_counts or [0] * prompts.num_prompts:
+            sizes.append(rows[start:start + count])
+            start += count
+        return {"seen_image_sizes": sizes, "box_frame": [self.box_frame] * prompts.num_prompts}
+
 
 def _rope_index(model, input_ids, attention_mask, image_grid_thw):
     """Qwen's m-rope positions from the model's own ``get_rope_index`` (its signature varies by release)."""

@@ -35,6 +35,7 @@ class RolloutBackend:
 
     name = "base"
     extra_columns: tuple[str, ...] = ()   # keywords its rollouts add to every reward call (``Rollout.extras``)
+    adapters: tuple[str, ...] | None = None   # model adapters it can drive (None: any)
 
     def __init__(self, adapter, accelerator=None, **options):
         self.adapter = adapter

@@ -31,7 +31,8 @@ def sft_step(adapter, model, rows, template, answers: list[str]) -> torch.Tensor
     """Mean token cross-entropy of ``answers`` (already in template form) given the rows' prompts."""
     device = next(model.parameters()).device
     images = [load_images(r.get("image", [])) if adapter.takes_images else [] for r in rows]
-    messages = [template.messages(r["problem"], len(im)) for r, im in zip(rows, images)]
+    from mmr1.templates import row_messages
+    messages = [row_messages(template, r, len(im)) for r, im in zip(rows, images)]
     prompts = adapter.encode_prompts(messages, images).to(device)
     ids, mask = answer_ids(adapter, answers, device)
     index = torch.arange(len(rows), device=device)

@@ -17,10 +17,14 @@ from mmr1_imagegen.color import color_fidelity
 __all__ = ["Aesthetic", "ClipScore", "HPS", "PickScore", "color_fidelity"]
 
 
+#: what these rewards score: the rollout backend must provide it (``t2i`` does); checked before training.
+IMAGES = ("generated_images",)
+
+
 @hookimpl
 def register_rewards(register):
-    register("color_fidelity", color_fidelity)
-    register("clip_score", ClipScore)
-    register("pickscore", PickScore)
-    register("aesthetic", Aesthetic)
-    register("hps", HPS)
+    register("color_fidelity", color_fidelity, needs=IMAGES)
+    register("clip_score", ClipScore, needs=IMAGES)
+    register("pickscore", PickScore, needs=IMAGES)
+    register("aesthetic", Aesthetic, needs=IMAGES)
+    register("hps", HPS, needs=IMAGES)

@@ -2,7 +2,8 @@
 
 Rewards: ``iou`` and MMR1's shaped ``perpo_reward`` (grounding), ``detection_ap`` /
 ``detection_ap50`` (COCO-style AP per image), ``ocr_edit_distance`` (MMR1:
-``perpo_ocr_edit_distance_reward``) and ``anls`` (DocVQA).
+``perpo_ocr_edit_distance_reward``) and ``anls`` (DocVQA). Box rewards compare boxes in one
+coordinate frame (``mmr1_vision.frames``: original, resized, qwen1000, normalized).
 """
 
 from mmr1 import hookimpl

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmr1_vision.frames import check_frame, resolve_frames, sample_columns, to_common
 from mmr1_vision.parsing import answer_region, as_text, column, parse_detections
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -117,11 +118,16 @@ def average_precision(gt_boxes, gt_labels, dt_boxes, dt_labels, dt_scores) -> tu
     return float(stacked.mean()), float(stacked[:, 0, :].mean())
 
 
-def _score_all(completions, solution, class_agnostic, reward):
+def _score_all(completions, solution, class_agnostic, reward, frames):
+    box_format, solution_format, images, seen, model_frames = frames
+    if box_format is not None:
+        check_frame("box_format", box_format, reward)
+    check_frame("solution_format", solution_format, reward)
     n = len(completions)
     solutions = column(solution, n, "solution", reward)
     out = []
-    for completion, sol in zip(completions, solutions):
+    for completion, sol, (img, size, model) in zip(completions, solutions,
+                                                   sample_columns(n, images, seen, model_frames, reward)):
         if isinstance(sol, str):
             sol = answer_region(sol)
         gold = parse_detections(sol, class_agnostic) if sol is not None else None
@@ -139,10 +145,11 @@ def _score_all(completions, solution, class_agnostic, reward):
             scores = [p["score"] for p in pred]
         else:  # no (or partial) scores: the order written is the ranking, first = surest
             scores = [float(len(pred) - k) for k in range(len(pred))]
+        pred_frame, gold_frame = resolve_frames(box_format, solution_format, model, reward)
         ap = average_precision(
-            [g["box"] for g in gold],
+            [to_common(g["box"], gold_frame, pred_frame, img, size, reward, "solution_format") for g in gold],
             [g["label"] for g in gold],
-            [p["box"] for p in pred],
+            [to_common(p["box"], pred_frame, gold_frame, img, size, reward, "box_format") for p in pred],
             [p["label"] for p in pred],
             scores,
         )
@@ -150,21 +157,28 @@ def _score_all(completions, solution, class_agnostic, reward):
     return out
 
 
-def detection_ap(completions, solution=None, class_agnostic=False, **kwargs):
-    """COCO AP averaged over IoU 0.50:0.05:0.95 (101-point interpolation, mean over the categories with ground truth) of the labelled boxes in the answer against the ``solution`` boxes, for this image; None where the solution does not parse. Reads ``solution`` (JSON list of ``{"bbox_2d": [x1, y1, x2, y2], "label": ...}``); range [0, 1].
+def detection_ap(completions, solution=None, class_agnostic=False, box_format=None, solution_format="original",
+                 images=None, seen_image_sizes=None, box_frame=None, **kwargs):
+    """COCO AP averaged over IoU 0.50:0.05:0.95 (101-point interpolation, mean over the categories with ground truth) of the labelled boxes in the answer against the ``solution`` boxes, for this image; None where the solution does not parse. Reads ``solution`` (JSON list of ``{"bbox_2d": [x1, y1, x2, y2], "label": ...}``) and, when the box frames differ, the image sizes; range [0, 1].
 
     The answer is the last ``<answer>`` block, else the completion: a JSON (or Python-literal) list
     of ``{"bbox_2d": [...], "label": ..., "score": ...}``; items without a valid box are skipped.
     Without a score on every item, the order written is the ranking (first = highest). Labels match
     case-insensitively; option ``class_agnostic=True`` ignores them. No ground-truth box: 1.0 if
-    the answer has no box either, else 0.0. Unparsable answers score 0.0.
+    the answer has no box either, else 0.0. Unparsable answers score 0.0. The frame options
+    ``box_format`` / ``solution_format`` (and their defaults) are those of ``iou``.
     """
-    return [None if r is None else r[0] for r in _score_all(completions, solution, class_agnostic, "detection_ap")]
+    frames = (box_format, solution_format, images, seen_image_sizes, box_frame)
+    return [None if r is None else r[0] for r in _score_all(completions, solution, class_agnostic, "detection_ap",
+                                                            frames)]
 
 
-def detection_ap50(completions, solution=None, class_agnostic=False, **kwargs):
-    """COCO AP at IoU 0.50 (101-point interpolation, mean over the categories with ground truth) of the labelled boxes in the answer against the ``solution`` boxes, for this image; None where the solution does not parse. Reads ``solution`` (JSON list of ``{"bbox_2d": [x1, y1, x2, y2], "label": ...}``); range [0, 1].
+def detection_ap50(completions, solution=None, class_agnostic=False, box_format=None, solution_format="original",
+                   images=None, seen_image_sizes=None, box_frame=None, **kwargs):
+    """COCO AP at IoU 0.50 (101-point interpolation, mean over the categories with ground truth) of the labelled boxes in the answer against the ``solution`` boxes, for this image; None where the solution does not parse. Reads ``solution`` (JSON list of ``{"bbox_2d": [x1, y1, x2, y2], "label": ...}``) and, when the box frames differ, the image sizes; range [0, 1].
 
     Parsing, ranking and options are those of ``detection_ap``.
     """
-    return [None if r is None else r[1] for r in _score_all(completions, solution, class_agnostic, "detection_ap50")]
+    frames = (box_format, solution_format, images, seen_image_sizes, box_frame)
+    return [None if r is None else r[1] for r in _score_all(completions, solution, class_agnostic, "detection_ap50",
+                                                            frames)]
