@@ -286,8 +286,8 @@ MUTATIONS: list[Mutation] = [
     # -- data -----------------------------------------------------------------------------------
     Mutation(
         "data-subsample-ignores-seed", "data", "mmr1/data/dataset.py",
-        old="rng = random.Random(seed)",
-        new="rng = random.Random(0)",
+        old="picked = sorted(random.Random(seed).sample(range(len(self.rows)), n))",
+        new="picked = sorted(random.Random(0).sample(range(len(self.rows)), n))",
         description="train_sample_size picks the same subset whatever the seed",
         tests=(f"{T_DATA}::test_subsample_is_deterministic_by_seed",),
     ),
@@ -315,8 +315,8 @@ MUTATIONS: list[Mutation] = [
     # -- config ---------------------------------------------------------------------------------
     Mutation(
         "config-bare-flag-false", "config", CONFIG,
-        old='raw, i = "true", i + 1',
-        new='raw, i = "false", i + 1',
+        old="overrides[key] = True if not values else",
+        new="overrides[key] = False if not values else",
         description="a bare --flag on the command line sets it to false",
         tests=(T_CONFIG, "tests/test_cli.py"),
     ),
@@ -328,11 +328,11 @@ MUTATIONS: list[Mutation] = [
         tests=(f"{T_CONFIG}::test_every_choice_key_rejects_a_value_outside_its_options",),
     ),
     Mutation(
-        "config-alias-reward-funcs-dropped", "config", CONFIG,
-        old='    "reward_funcs": "rewards",\n',
-        new="",
-        description="trl's reward_funcs key is no longer accepted as an alias of rewards",
-        tests=(T_CONFIG,),
+        "config-alias-reward-funcs-misread", "config", "mmr1/migration.py",
+        old='REWARD_FUNCS = Rename("rewards")',
+        new='REWARD_FUNCS = Rename("reward_weights")',
+        description="trl's and MMR1's reward_funcs key is no longer read as rewards",
+        tests=(T_CONFIG, "tests/test_migration_config.py"),
     ),
     Mutation(
         "config-int-truncates-fraction", "config", CONFIG,
