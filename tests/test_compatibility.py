@@ -49,6 +49,20 @@ def _t2i_config(root, built, backend: str, rewards: str = "[color_fidelity]"):
     return path
 
 
+def _vl_config(folder, model, extra: str):
+    """A one-row config for the tiny VL model, with ``extra`` YAML lines."""
+    (folder / "data.jsonl").write_text(json.dumps({"problem": "a red circle", "solution": "1"}) + "\n")
+    path = folder / "run.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        model_name_or_path: {model}
+        dataset_path: data.jsonl
+        num_generations: 2
+        per_device_train_batch_size: 2
+        max_steps: 1
+        """) + extra + "\n")
+    return path
+
+
 def test_a_text_to_image_model_on_the_hf_backend_is_refused_with_the_fix(capsys, t2i_folder):
     root, built = t2i_folder
     code, out = _check(capsys, _t2i_config(root, built, "hf"))
@@ -65,35 +79,14 @@ def test_the_same_model_on_the_t2i_backend_passes(capsys, t2i_folder):
 
 
 def test_an_image_reward_on_a_text_rollout_is_refused(capsys, tmp_path, tiny_vl):
-    (tmp_path / "data.jsonl").write_text(json.dumps({"problem": "a red circle", "solution": "1"}) + "\n")
-    path = tmp_path / "run.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        model_name_or_path: {tiny_vl}
-        dataset_path: data.jsonl
-        rewards: [format, color_fidelity]
-        num_generations: 2
-        per_device_train_batch_size: 2
-        max_steps: 1
-        """))
-    code, out = _check(capsys, path)
+    code, out = _check(capsys, _vl_config(tmp_path, tiny_vl, "rewards: [format, color_fidelity]"))
     assert code != 0
     assert "reward 'color_fidelity' needs generated_images" in out
-    code, out = _check(capsys, path, "--rewards", "[format]")
+    code, out = _check(capsys, tmp_path / "run.yaml", "--rewards", "[format]")
     assert code == 0, out
 
 
 def test_a_text_model_on_the_t2i_backend_is_refused(capsys, tmp_path, tiny_vl):
-    (tmp_path / "data.jsonl").write_text(json.dumps({"problem": "2 + 2?", "solution": "4"}) + "\n")
-    path = tmp_path / "run.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        model_name_or_path: {tiny_vl}
-        dataset_path: data.jsonl
-        rewards: [format]
-        rollout_backend: t2i
-        num_generations: 2
-        per_device_train_batch_size: 2
-        max_steps: 1
-        """))
-    code, out = _check(capsys, path)
+    code, out = _check(capsys, _vl_config(tmp_path, tiny_vl, "rewards: [format]\nrollout_backend: t2i"))
     assert code != 0
     assert "rollout_backend 't2i' works only with model adapter 't2i'" in out

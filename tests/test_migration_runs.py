@@ -14,9 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from mmr1.cli import main
+from test_migration_config import _jsonl, _png
 
 pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
@@ -25,16 +24,6 @@ TINY_RUN = """\
         learning_rate: 1.0e-3
         seed: 5
         """
-
-
-def _png(path: Path, colour) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (28, 28), colour).save(path)
-    return path.name
-
-
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 def _check_and_train(capsys, monkeypatch, folder: Path, config: str, out: Path, extra: str = "") -> list[dict]:

@@ -262,3 +262,18 @@ def test_accuracy_without_tags_reads_the_end_of_a_long_completion(reward):
 def test_mcq_scores_the_last_answer_phrase_of_a_self_correcting_completion(reward):
     text = "The answer is A. Wait, a cat does not bark, so the answer is B."
     assert reward("mcq")([text, text], solution=["B", "A"], problem=[PROBLEM, PROBLEM]) == [1.0, 0.0]
+
+
+def test_mmr1_compat_scores_as_mmr1s_r1v_acc():
+    """MMR1's r1v_acc compares the first <answer> exactly (no normalisation) before math-verify on the whole
+    completion; mmr1's accuracy normalises case. The switch must change the outcome where the two differ."""
+    from mmr1_math.accuracy import accuracy_reward
+
+    completions = ["<think>look</think><answer>Yes</answer>", "<answer>yes</answer>", "<answer>5</answer>"]
+    solutions = ["yes", "<answer> yes </answer>", "5"]
+    assert accuracy_reward(completions, solution=solutions, workers=1) == [1.0, 1.0, 1.0]
+    assert accuracy_reward(completions, solution=solutions, workers=1, mmr1_compat=True) == [0.0, 1.0, 1.0]
+    # no exact match: math-verify decides on the whole completion, in the workers
+    assert accuracy_reward(["<answer>$\\frac{1}{2}$</answer>"], solution=["0.5"], workers=1, mmr1_compat=True) == [1.0]
+    with pytest.raises(ValueError, match="mmr1_compat must be true or false"):
+        accuracy_reward(completions, solution=solutions, mmr1_compat="yes")

@@ -204,3 +204,11 @@ def test_invalid_yaml_and_non_mapping(tmp_path):
 def test_null_system_prompt_means_none(tmp_path):
     t = load_template_file(_file(tmp_path, "system_prompt:\nquestion_template: '{question}'\n"))
     assert t.system_prompt == "" and [m["role"] for m in t.messages("q")] == ["user"]
+
+
+def test_ocr_mmr1_is_mmr1s_ocr_prompt_and_differs_from_mmr1s_own_ocr():
+    import mmr1
+
+    theirs, ours = mmr1.get_template("ocr_mmr1"), mmr1.get_template("ocr")
+    assert theirs.system_prompt.startswith("You are given an image. You should ocr the image")
+    assert "<answer>" not in theirs.format_question("Read it.") and "<answer>" in ours.format_question("Read it.")

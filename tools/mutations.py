@@ -356,4 +356,11 @@ MUTATIONS: list[Mutation] = [
         description="an image reward on a text rollout passes check and fails on every call",
         tests=(T_COMPAT,),
     ),
+    Mutation(
+        "rewards-r1v-acc-compat-ignored", "rewards", "plugins/mmr1_math/accuracy.py",
+        old="    compat = _flag(mmr1_compat)",
+        new="    compat = False",
+        description="accuracy's mmr1_compat switch does nothing: r1v_acc cannot be made to score as MMR1's",
+        tests=("tests/test_rewards_math.py::test_mmr1_compat_scores_as_mmr1s_r1v_acc",),
+    ),
 ]

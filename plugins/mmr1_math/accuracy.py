@@ -234,6 +234,7 @@ def accuracy_reward(
     workers: int | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
     budget: float | None = None,
+    mmr1_compat: bool = False,
     **kwargs,
 ):
     """1.0 if the final answer (last ``<answer>`` block, else last balanced ``\\boxed{}``, else the completion's last 2,000 characters) equals the ``solution`` column, by math-verify ``parse`` + ``verify`` or by normalised string / plain-number match, else 0.0 (also when math-verify times out); None where the solution is missing. Reads ``solution``; range {0, 1}.
@@ -252,6 +253,11 @@ def accuracy_reward(
     one-value solution ("It is 7, or maybe 3") scores 0 (``stats()["hedged"]``). Options: ``timeout``
     (s), ``budget`` (s per call, at least ``timeout``; 0 = none), ``workers`` (processes, default
     min(2, CPUs)), ``memory_mb`` (worker address-space limit, default 4096, 0 = none).
+
+    ``mmr1_compat: true`` scores as MMR1's ``r1v_acc``: 1.0 when the first ``<answer>`` contents (else
+    the whole completion, stripped) equal the solution's exactly, else math-verify's verdict on the
+    *whole* completion (its last 4,000 characters) against the solution, with no normalisation and no
+    hedging check; math-verify still runs in the killable workers under the same deadlines.
     """
     n = len(completions)
     try:
@@ -267,11 +273,20 @@ def accuracy_reward(
     rewards: list[float | None] = [None] * n
     pending: dict[tuple, list[int]] = {}
     fast = hedged = 0
+    compat = _flag(mmr1_compat)
     for i, (completion, sol) in enumerate(zip(completions, solutions)):
         gold = solution_text(sol)
         if gold is None or not gold.strip():
             continue
         text = as_text(completion)
+        if compat:
+            decided, key = _mmr1_r1v_acc(text, sol)
+            if decided is not None:
+                rewards[i] = decided
+                fast += 1
+            else:
+                pending.setdefault(key, []).append(i)
+            continue
         pred, source = final_answer(text)
         if source == "whole":
             pred = pred[-WHOLE_COMPLETION_TAIL:]
@@ -302,6 +317,29 @@ def accuracy_reward(
     if pending:
         _verify_pending(pending, rewards, timeout, int(workers), int(memory_mb), deadline)
     return rewards
+
+
+_FIRST_ANSWER = re.compile(r"<answer>(.*?)</answer>")   # MMR1's pattern: first block, no DOTALL
+
+
+def _flag(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"accuracy: option mmr1_compat must be true or false, got {value!r}")
+
+
+def _mmr1_r1v_acc(text: str, solution) -> tuple[float | None, tuple | None]:
+    """MMR1's ``r1v_acc`` string rule: 1.0 when the answers match exactly; otherwise (None, the math-verify
+    task key) so that math-verify decides on the whole completion, as MMR1's ``verify(parse(...))`` did."""
+    gold_text = str(solution)
+    sol = _FIRST_ANSWER.search(gold_text)
+    got = _FIRST_ANSWER.search(text)
+    if (got.group(1).strip() if got else text.strip()) == (sol.group(1).strip() if sol else gold_text.strip()):
+        return 1.0, None
+    pred, gold = text[-MAX_ANSWER_CHARS:], gold_text[:MAX_ANSWER_CHARS]
+    if _nothing_to_parse(gold, "raw") or _nothing_to_parse(pred, "raw"):
+        return 0.0, None
+    return None, (gold, "raw", pred, "raw")
 
 
 def _deadline(budget, timeout: float) -> float | None:
