@@ -324,6 +324,18 @@ def _easyr1_logger(value):
     return kept or "none"
 
 
+def _easyr1_reward_function(value, given, root):
+    path, colon, function = str(value).rpartition(":")
+    if not colon or not function.isidentifier() or not path:    # EasyR1: no ':FUNCTION' means main
+        path, function = str(value), "main"
+    entry = f"easyr1:{path}:{function}"
+    options = given.get("reward_function_kwargs") or {}
+    if not isinstance(options, dict):
+        raise ValueError(f"reward_function_kwargs must be a mapping of options, got {show(options)}")
+    out = {"rewards": [entry], **({"reward_kwargs": {entry: dict(options)}} if options else {})}
+    return out, f"read as rewards [{entry}]" + (f" with reward_kwargs {show(options)}" if options else "")
+
+
 def _easyr1_find_last(value, given, root):
     if "load_checkpoint_path" in given and given["load_checkpoint_path"] is not None:
         return ({"resume_from_checkpoint": given["load_checkpoint_path"]},
@@ -629,11 +641,13 @@ SOURCES = (
                           "config"),
             "critic": Ignore("GRPO has no critic"),
             "reward": Section({
-                "reward_function": Refuse("mmr1 rewards are registered by name: register your function in a plugin "
-                                          "(a .py file listed in plugins:, with a register_rewards hook) and name "
-                                          "it in rewards"),
-                "reward_function_kwargs": Refuse("give reward options as reward_kwargs: {REWARD: {option: value}}"),
-                "reward_type": Ignore("mmr1 calls every reward once per batch"),
+                "reward_function": Rule(_easyr1_reward_function,
+                                        "`rewards: [easyr1:PATH.py:FUNCTION]` (FUNCTION `main` when not given), "
+                                        "called as EasyR1 calls it; reward_function_kwargs -> its `reward_kwargs`",
+                                        reads=("reward_function_kwargs",)),
+                "reward_function_kwargs": Refuse("give reward_function_kwargs with reward_function (or, for a "
+                                                 "registered reward, reward_kwargs: {REWARD: {option: value}})"),
+                "reward_type": Ignore("the form (batch or sequential) is read from the reward function's signature"),
                 "skip_special_tokens": Ignore("mmr1 decodes completions without special tokens"),
                 "num_cpus": Ignore("mmr1 runs rewards in the training processes"),
             }),

@@ -1,4 +1,4 @@
-"""Plugin discovery: built-ins, the ``mmr1`` entry-point group, and config ``plugins:``.
+"""Plugin discovery: built-ins, the ``mmr1`` entry-point group, config ``plugins:``; rewards given by file.
 
 Registries are built by calling every ``register_*`` hook implementation once, with a
 ``register`` callback that records which plugin provided each name.
@@ -9,15 +9,17 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import pluggy
 
 from mmr1 import hookspecs
-from mmr1.registry import Registry, did_you_mean
+from mmr1.registry import Registry, RegistryError, did_you_mean
 
 ENTRY_POINT_GROUP = "mmr1"
 
@@ -96,19 +98,12 @@ class PluginManager:
             raise PluginError(f"plugin file {str(path)!r} is a folder; give a .py file, or the package's module name")
         if not path.is_file():
             raise PluginError(f"plugin file {str(path)!r} does not exist")
-        module_name = f"mmr1_user_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
-        if module_name in sys.modules:
-            self.add_module(sys.modules[module_name], plugin_name=str(path))
-            return
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
         try:
-            spec.loader.exec_module(module)
+            module = import_file(path)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - SystemExit too: a plugin never ends the command
             raise PluginError(
                 f"plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
             ) from exc
-        sys.modules[module_name] = module
         self.add_module(module, plugin_name=str(path))
 
     def load_entry_points(self) -> None:
@@ -212,7 +207,135 @@ def _lister(hook_name):
     return names
 
 
-get_reward = _getter("register_rewards")
+def import_file(path: str | Path) -> ModuleType:
+    """Import a ``.py`` file once per process. ``plugins:`` and rewards given by file share the module, so a
+    file named in both runs once and its hooks are registered only through ``plugins:``."""
+    path = Path(path).resolve()
+    module_name = f"mmr1_user_plugin_{path.stem}_{abs(hash(str(path))) % 10**8}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module              # before running it, as dataclasses and pickle expect
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+#: Prefixes of a reward given by file: how its function is called (none: mmr1's own signature).
+REWARD_FILE_KINDS = ("trl", "easyr1")
+
+
+@dataclass(frozen=True)
+class RewardFile:
+    """A ``rewards:`` entry ``[KIND:]PATH.py:FUNCTION[ as NAME]``: a function of a file, not a registered name."""
+
+    entry: str
+    kind: str | None
+    path: str
+    function: str
+    alias: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The name it logs under (``rewards/NAME``): the alias, else the function's name."""
+        return self.alias or self.function
+
+
+class RewardSpecError(RegistryError):
+    """A reward given by file cannot be loaded; one line naming the entry and the fix."""
+
+
+_FORMS = "PATH.py:FUNCTION, trl:PATH.py:FUNCTION or easyr1:PATH.py:FUNCTION"
+
+
+def reward_file(entry: str) -> RewardFile | None:
+    """The parts of a reward given by file; None for a registered reward's name."""
+    if not isinstance(entry, str) or (".py" not in entry and ":" not in entry):
+        return None
+    body, _, alias = entry.partition(" as ")
+    body, alias = body.strip(), alias.strip() or None
+    kind, sep, rest = body.partition(":")
+    if not sep or kind not in REWARD_FILE_KINDS:
+        kind, rest = None, body
+    path, sep, function = rest.rpartition(":")
+    prefix = path.partition(":")[0] if ":" in path else ""
+    if len(prefix) > 1 and prefix.isidentifier():
+        raise RewardSpecError(f"reward {entry!r}: unknown kind {prefix!r}.{did_you_mean(prefix, REWARD_FILE_KINDS)} "
+                              f"A reward from a file is written {_FORMS}")
+    if not sep or not path.endswith(".py") or not function.isidentifier() or (alias and not alias.isidentifier()):
+        hint = (f"name the function too: {body}:FUNCTION" if body.endswith(".py") else
+                f"a reward from a file is written {_FORMS} (optionally followed by ' as NAME')")
+        raise RewardSpecError(f"reward {entry!r}: {hint}")
+    return RewardFile(entry, kind, path, function, alias)
+
+
+def _reward_path(spec: RewardFile, base_dir) -> Path:
+    """The file: an absolute path, else relative to the config's folder, then to the launch folder."""
+    path = Path(spec.path).expanduser()
+    tried = [path] if path.is_absolute() else [Path(d) / path for d in (base_dir, Path.cwd()) if d is not None]
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate.resolve()
+    where = " and ".join(str(t.resolve()) for t in dict.fromkeys(tried))
+    raise RewardSpecError(f"reward {spec.entry!r}: file {spec.path!r} not found (looked at {where}); give a path "
+                          f"relative to the config's folder, or an absolute one")
+
+
+def load_reward_file(spec: RewardFile, base_dir: str | Path | None = None):
+    """The function a reward entry names, wrapped for its kind (``trl:`` with ``from_trl``, ``easyr1:`` with
+    ``from_easyr1``). The file is imported as ``plugins:`` imports it (see :func:`import_file`)."""
+    from mmr1.grpo import rewards
+
+    path = _reward_path(spec, base_dir)
+    try:
+        module = import_file(path)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's file: one line naming it
+        text = str(exc).strip()
+        first = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+        raise RewardSpecError(f"reward {spec.entry!r}: {path} failed to import: {first}; fix the file, or install "
+                              f"what it imports") from None
+    if not hasattr(module, spec.function):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        hint = did_you_mean(spec.function, found) or f" Its callables: {', '.join(found[:12]) or 'none'}."
+        raise RewardSpecError(f"reward {spec.entry!r}: {path} has no function {spec.function!r}.{hint}")
+    fn = getattr(module, spec.function)
+    if not callable(fn):
+        kind = type(fn).__name__
+        raise RewardSpecError(f"reward {spec.entry!r}: {spec.function!r} in {path} is not callable "
+                              f"({'an' if kind[0] in 'aeiou' else 'a'} {kind}); name a function defined in the file")
+    if spec.kind and inspect.isclass(fn):
+        raise RewardSpecError(f"reward {spec.entry!r}: {spec.function!r} in {path} is a class; {spec.kind}: takes a "
+                              f"function (a class works without the prefix, with mmr1's signature)")
+    if spec.kind == "trl":
+        return rewards.from_trl(fn)
+    if spec.kind == "easyr1":
+        try:
+            return rewards.from_easyr1(fn)
+        except ValueError as exc:
+            raise RewardSpecError(f"reward {spec.entry!r}: {exc}") from None
+    return fn
+
+
+def get_reward(name: str, base_dir: str | Path | None = None):
+    """The reward registered as ``name``, or the function a file entry names (see :func:`reward_file`)."""
+    registry = get_plugin_manager().registry("register_rewards")
+    spec = None if name in registry else reward_file(name)
+    return registry.get(name) if spec is None else load_reward_file(spec, base_dir)
+
+
+def reward_name(entry: str) -> str:
+    """The name a ``rewards:`` entry logs under: a registered name itself, a file entry's function (or alias)."""
+    try:
+        spec = None if entry in get_plugin_manager().registry("register_rewards") else reward_file(entry)
+    except RegistryError:
+        return entry
+    return entry if spec is None else spec.name
+
+
 get_template = _getter("register_templates")
 
 

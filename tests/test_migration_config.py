@@ -200,6 +200,12 @@ RULE_CASES = [
     ({"trainer": {"find_last_checkpoint": True, "load_checkpoint_path": "ck/step_5"}},
      {"resume_from_checkpoint": "ck/step_5"}, "load_checkpoint_path is given"),
     ({"trainer": {"find_last_checkpoint": False}}, {}, "starts fresh"),
+    ({"worker": {"reward": {"reward_function": "./math.py:compute_score"}}},
+     {"rewards": ["easyr1:./math.py:compute_score"]}, "read as rewards [easyr1:./math.py:compute_score]"),
+    ({"worker": {"reward": {"reward_function": "r1v.py", "reward_function_kwargs": {"format_weight": 0.5}}}},
+     {"rewards": ["easyr1:r1v.py:main"], "reward_kwargs": {"easyr1:r1v.py:main": {"format_weight": 0.5}}},
+     "with reward_kwargs {format_weight: 0.5}"),
+    ({"worker": {"reward": {"reward_function": "r1v.py", "reward_function_kwargs": 5}}}, None, "must be a mapping"),
 ]
 
 
@@ -741,10 +747,16 @@ def test_an_easyr1_config(capsys, tmp_path, tiny_vl):
                            "worker.actor.loss_avg_mode token (EasyR1) read as loss_type bnpo",
                            "trainer.save_freq -1 (EasyR1) read as save_steps 0"])
     t = translate({"data": {"format_prompt": "./examples/format_prompt/math.jinja"},
-                   "worker": {"reward": {"reward_function": "./math.py:compute_score"}}}, "easyr1.yaml")
-    assert t.values == {"template": "./examples/format_prompt/math.jinja"}
-    assert t.problems[0].startswith(
-        "easyr1.yaml: worker.reward.reward_function (EasyR1) is not supported: mmr1 rewards are registered by name")
+                   "worker": {"reward": {"reward_function": "./math.py:compute_score",
+                                         "reward_function_kwargs": {"format_weight": 0.5}}}}, "easyr1.yaml")
+    assert t.problems == []
+    assert t.values == {"template": "./examples/format_prompt/math.jinja",
+                        "rewards": ["easyr1:./math.py:compute_score"],
+                        "reward_kwargs": {"easyr1:./math.py:compute_score": {"format_weight": 0.5}}}
+    t = translate({"worker": {"reward": {"reward_function": "./r1v.py"}}}, "easyr1.yaml")   # EasyR1's default: main
+    assert t.values == {"rewards": ["easyr1:./r1v.py:main"]}
+    t = translate({"worker": {"reward": {"reward_function_kwargs": {"format_weight": 0.5}}}}, "easyr1.yaml")
+    assert t.problems[0].startswith("easyr1.yaml: worker.reward.reward_function_kwargs (EasyR1) is not supported")
 
 
 def test_mmr1_train_prints_the_translation_lines_before_anything_loads(capsys, tmp_path):

@@ -161,6 +161,47 @@ def test_vlm_r1_conversations_with_image_folders_and_boxes_train(capsys, monkeyp
         """, tmp_path / "out", TINY_RUN)
 
 
+def test_easyr1_reward_function_file_trains_with_its_kwargs(capsys, monkeypatch, tmp_path, tiny_vl):
+    """EasyR1: ``worker.reward.reward_function`` (batch form) and its ``reward_function_kwargs``, unchanged."""
+    rows = [{"question": f"What colour is this? {i}", "answer": colour, "images": [name]}
+            for i, (name, colour) in enumerate(_colour_rows(tmp_path / "imgs"))]
+    _jsonl(tmp_path / "math.jsonl", rows)
+    (tmp_path / "reward").mkdir()
+    (tmp_path / "reward" / "math.py").write_text(textwrap.dedent("""\
+        def compute_score(reward_inputs, format_weight=0.1):
+            return [{"overall": format_weight, "format": 1.0, "accuracy": 0.0} for _ in reward_inputs]
+        """))
+    steps = _check_and_train(capsys, monkeypatch, tmp_path, f"""\
+        data:
+          train_files: math.jsonl
+          prompt_key: question
+          answer_key: answer
+          image_key: images
+          image_dir: imgs
+          max_response_length: 8
+          rollout_batch_size: 2
+        algorithm:
+          disable_kl: true
+        worker:
+          actor:
+            global_batch_size: 2
+            micro_batch_size_per_device_for_update: 2
+            model:
+              model_path: {tiny_vl}
+          rollout:
+            n: 2
+          reward:
+            reward_function: ./reward/math.py:compute_score
+            reward_function_kwargs:
+              format_weight: 0.5
+        trainer:
+          n_gpus_per_node: 1
+        """, tmp_path / "out")
+    logged = [s for s in steps if "reward" in s]
+    assert logged and all(s["reward"] == pytest.approx(0.5) for s in logged)   # the file's score, with its kwarg
+    assert any(key.startswith("rewards/compute_score/format") for s in logged for key in s)
+
+
 def test_easyr1_nested_config_with_a_jinja_prompt_trains(capsys, monkeypatch, tmp_path, tiny_vl):
     """EasyR1: nested sections, question/answer/images keys, a format_prompt jinja file, <image> placeholders."""
     rows = [{"question": f"<image>What colour is this? {i}", "answer": colour, "images": [name]}

@@ -363,4 +363,18 @@ MUTATIONS: list[Mutation] = [
         description="accuracy's mmr1_compat switch does nothing: r1v_acc cannot be made to score as MMR1's",
         tests=("tests/test_rewards_math.py::test_mmr1_compat_scores_as_mmr1s_r1v_acc",),
     ),
+    Mutation(
+        "rewards-r1v-acc-compat-sides-swapped", "rewards", "plugins/mmr1_math/accuracy.py",
+        old='    return None, (text, MMR1_SIDES, gold_text, "raw")',
+        new='    return None, (gold_text, "raw", text, "raw")',
+        description="mmr1_compat verifies in mmr1's argument order, not MMR1's (verify is not symmetric)",
+        tests=("tests/test_reward_specs.py",),
+    ),
+    Mutation(
+        "config-easyr1-reward-kwargs-dropped", "config", "mmr1/migration.py",
+        old='    options = given.get("reward_function_kwargs") or {}',
+        new='    options = {}',
+        description="EasyR1's reward_function_kwargs never reach its reward_function",
+        tests=("tests/test_migration_config.py", "tests/test_migration_runs.py"),
+    ),
 ]

@@ -20,6 +20,9 @@ Besides the columns, a reward whose signature names them or takes ``**kwargs`` r
 ``log_metric(name, value)`` (trl's names), and, for image models, ``seen_image_sizes`` / ``box_frame``
 (see docs/rewards.md). After a call, :attr:`RewardRunner.extra` holds the logged columns and
 :meth:`RewardRunner.logged_metrics` the metrics.
+
+:func:`from_trl` and :func:`from_easyr1` adapt rewards written for trl and EasyR1; :func:`build_rewards` also takes
+them by file (``trl:PATH.py:FUNCTION``, ``easyr1:PATH.py:FUNCTION``, see docs/rewards.md).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import difflib
 import inspect
 import logging
 import math
+import numbers
 import sys
 import threading
 import time
@@ -74,14 +78,21 @@ class TrainerState:
 
 @dataclass
 class RewardFunction:
+    """A built reward: ``name`` in logs and metrics, ``entry`` as written in ``rewards:`` (the key of its
+    ``reward_kwargs``; the name itself for a registered reward)."""
+
     name: str
     fn: object
     options: dict = field(default_factory=dict)
+    entry: str = ""
+
+    def __post_init__(self):
+        self.entry = self.entry or self.name
 
     def __call__(self, completions, **kwargs):
         shadowed = sorted(set(self.options) & set(kwargs))
         if shadowed:
-            raise RewardOptionError(_shadow_message(self.name, shadowed[0]))
+            raise RewardOptionError(_shadow_message(self.entry, shadowed[0]))
         return self.fn(completions, **kwargs, **self.options)
 
 
@@ -109,10 +120,19 @@ def _option_problems(name: str, obj, options: dict, columns) -> list[str]:
     takes_kwargs = inspect.Parameter.VAR_KEYWORD in kinds
     problems = []
     for option in options:
-        where = f"reward_kwargs: reward {name!r} option {option!r}"
         if not is_class and (option in PASSED_COLUMNS or option in OPTIONAL_KEYWORDS or option in columns):
             problems.append(_shadow_message(name, option))
-        elif option not in named and not takes_kwargs:
+        else:
+            problems += _unknown_options(name, {option: None}, named, takes_kwargs)
+    return problems
+
+
+def _unknown_options(name: str, options: dict, named: list[str], takes_kwargs: bool) -> list[str]:
+    """Options that are no parameter (without ``**kwargs``), or a near miss of one (with it)."""
+    problems = []
+    for option in options:
+        where = f"reward_kwargs: reward {name!r} option {option!r}"
+        if option not in named and not takes_kwargs:
             problems.append(f"{where} is not an option of this reward (options: {', '.join(named) or 'none'})."
                             f"{did_you_mean(option, named)}")
         elif option not in named and _typo_of(option, named):
@@ -121,35 +141,89 @@ def _option_problems(name: str, obj, options: dict, columns) -> list[str]:
     return problems
 
 
-def build_rewards(names: list[str], reward_kwargs: dict | None = None, columns=()) -> list[RewardFunction]:
-    """Resolve reward names through the registry; classes are instantiated once with their options.
+def _easyr1_option_problems(name: str, wrapped, options: dict) -> list[str]:
+    """EasyR1 options go to ``compute_score`` after its data parameters: unknown ones, and required ones missing."""
+    try:
+        params = list(inspect.signature(wrapped.easyr1_reward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    params = params[2 if wrapped.easyr1_form == "legacy" else 1:]
+    named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    problems = _unknown_options(name, options, named, any(p.kind is p.VAR_KEYWORD for p in params))
+    required = [p.name for p in params if p.default is p.empty and p.name not in options
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    problems += [f"reward_kwargs: reward {name!r} needs option {option!r} (its function has no default for it); "
+                 f"set reward_kwargs: {{{name!r}: {{{option}: ...}}}}" for option in required]
+    return problems
+
+
+def name_problems(entries) -> list[str]:
+    """Entries of ``rewards:`` that would log under the same name (``rewards/NAME``), e.g. two EasyR1 files
+    that both define ``compute_score``."""
+    from mmr1.plugins import reward_file, reward_name
+
+    by_name: dict[str, list[str]] = {}
+    for entry in entries:
+        by_name.setdefault(reward_name(entry), []).append(entry)
+    problems = []
+    for name, same in by_name.items():
+        if len(same) > 1:
+            renamable = [e for e in same if _quiet(reward_file, e) is not None] or same
+            problems.append(f"rewards {' and '.join(map(repr, same))} would all log as {name!r} (rewards/{name}); "
+                            f"give one a name of its own, e.g. '{renamable[-1].partition(' as ')[0]} as "
+                            f"{name}_2'")
+    return problems
+
+
+def _quiet(fn, *args):
+    try:
+        return fn(*args)
+    except RegistryError:
+        return None
+
+
+def build_rewards(names: list[str], reward_kwargs: dict | None = None, columns=(),
+                  base_dir=None) -> list[RewardFunction]:
+    """Resolve ``rewards:`` entries: registered names, or functions of files (``PATH.py:FUNCTION``,
+    ``trl:...``, ``easyr1:...``; relative paths from ``base_dir``, then the launch folder). Classes are
+    instantiated once with their options.
 
     Every option is checked first (all problems in one RewardOptionError): it must be a parameter of
     the reward, or, for a reward taking ``**kwargs``, not a near-miss of one; and it may not have the
     name of a column the reward receives (``columns``: the dataset's, plus those every call gets).
+    Two entries that would log under one name are refused.
     """
-    from mmr1.plugins import get_reward
+    from mmr1.plugins import get_reward, reward_name
 
     reward_kwargs = reward_kwargs or {}
-    resolved = [(name, get_reward(name), dict(reward_kwargs.get(name) or {})) for name in names]
-    problems = [p for name, obj, options in resolved for p in _option_problems(name, obj, options, set(columns))]
+    clashes = name_problems(names)
+    if clashes:
+        raise RegistryError("\n".join(clashes))
+    resolved = [(entry, get_reward(entry, base_dir), dict(reward_kwargs.get(entry) or {})) for entry in names]
+    problems = [p for entry, obj, options in resolved for p in (
+        _easyr1_option_problems(entry, obj, options) if hasattr(obj, "easyr1_reward")
+        else _option_problems(entry, obj, options, set(columns)))]
     if problems:
         raise RewardOptionError("\n".join(problems))
     built = []
-    for name, obj, options in resolved:
-        if inspect.isclass(obj):
+    for entry, obj, options in resolved:
+        name = reward_name(entry)
+        if hasattr(obj, "easyr1_reward"):       # options and the logging name are bound into the call
+            obj = from_easyr1(obj.easyr1_reward, obj.easyr1_form, name=name, options=options)
+            built.append(RewardFunction(name, obj, {}, entry))
+        elif inspect.isclass(obj):
             try:
-                built.append(RewardFunction(name, obj(**options)))
+                built.append(RewardFunction(name, obj(**options), {}, entry))
             except TypeError as exc:
-                raise RegistryError(f"reward {name!r} rejected its reward_kwargs {options}: {exc}") from exc
+                raise RegistryError(f"reward {entry!r} rejected its reward_kwargs {options}: {exc}") from exc
         else:
-            built.append(RewardFunction(name, obj, options))
+            built.append(RewardFunction(name, obj, options, entry))
     return built
 
 
 def check_option_columns(rewards: list[RewardFunction], columns) -> None:
     """Raise RewardOptionError if an option of a reward has the name of a dataset column."""
-    problems = [_shadow_message(r.name, o) for r in rewards for o in r.options if o in set(columns)]
+    problems = [_shadow_message(r.entry, o) for r in rewards for o in r.options if o in set(columns)]
     if problems:
         raise RewardOptionError("\n".join(problems))
 
@@ -197,6 +271,91 @@ def from_trl(fn):
     wrapped.__name__ = wrapped.__qualname__ = getattr(fn, "__name__", "trl_reward")
     wrapped.__doc__ = fn.__doc__
     wrapped.trl_reward = fn
+    return wrapped
+
+
+#: How EasyR1 calls ``compute_score``: a list of inputs, one input, or (response, ground_truth).
+EASYR1_FORMS = ("batch", "sequential", "legacy")
+
+
+def _easyr1_form(fn) -> str:
+    """EasyR1's calling convention, read from the signature (see :func:`from_easyr1`)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return "batch"
+    required = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    if not required:
+        raise ValueError(f"cannot tell how EasyR1 calls {getattr(fn, '__name__', fn)!r}: its first parameter should "
+                         f"be reward_inputs (a list of dicts), reward_input (one dict), or (predict, ground_truth)")
+    first = required[0]
+    note = first.annotation if isinstance(first.annotation, str) else getattr(first.annotation, "__name__", "")
+    base = note.split("[")[0].split(".")[-1].lower()       # "list[dict[str, Any]]" -> "list"
+    if base in ("list", "sequence") or first.name == "reward_inputs":
+        return "batch"
+    if base in ("dict", "mapping", "rewardinput") or first.name == "reward_input":
+        return "sequential"
+    return "legacy" if base == "str" or len(required) >= 2 else "batch"
+
+
+def _easyr1_truth(value):
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def from_easyr1(fn, form: str | None = None, *, name: str | None = None, options: dict | None = None):
+    """Adapt an EasyR1 (verl) reward function. The form is read from the signature unless given:
+
+    - ``batch``: ``compute_score(reward_inputs: list[dict], **options) -> list[dict]`` (the first parameter
+      annotated as a list or named ``reward_inputs``; also the fallback);
+    - ``sequential``: ``compute_score(reward_input: dict, **options) -> dict`` (annotated as a dict or named
+      ``reward_input``);
+    - ``legacy``: ``compute_score(predict: str, ground_truth: str, **options) -> dict | float`` (older EasyR1:
+      otherwise, the first parameter annotated ``str`` or two required positional parameters).
+
+    Each input is ``{"response": completion, "response_length": len(completion_ids) (None without ids),
+    "ground_truth": solution}`` (numbers as text). The reward is each score's ``overall``; its other numeric
+    keys are logged through ``log_metric`` as ``rewards/NAME/KEY`` means (``name``: default the function's).
+    ``options`` (EasyR1's ``reward_function_kwargs``) are passed to every call; :func:`build_rewards` binds
+    them from ``reward_kwargs``.
+    """
+    form = form or _easyr1_form(fn)
+    if form not in EASYR1_FORMS:
+        raise ValueError(f"EasyR1 form {form!r} is none of {', '.join(EASYR1_FORMS)}")
+    options = dict(options or {})
+    label = name or getattr(fn, "__name__", "easyr1_reward")
+
+    def wrapped(completions, solution=None, completion_ids=None, log_metric=None, **columns):
+        n = len(completions)
+        truths = [solution] * n if solution is None or isinstance(solution, (str, int, float)) else list(solution)
+        ids = [None] * n if completion_ids is None else list(completion_ids)
+        inputs = [{"response": c, "response_length": None if i is None else len(i), "ground_truth": _easyr1_truth(t)}
+                  for c, i, t in zip(completions, ids, truths)]
+        if form == "batch":
+            scores = fn(inputs, **options)
+        elif form == "sequential":
+            scores = [fn(x, **options) for x in inputs]
+        else:
+            scores = [fn(x["response"], x["ground_truth"], **options) for x in inputs]
+        values, parts = [], {}
+        for i, score in enumerate(scores if isinstance(scores, (list, tuple)) else []):
+            if not isinstance(score, dict):
+                values.append(score)                  # a bare number (the oldest EasyR1 rewards)
+                continue
+            if "overall" not in score:
+                raise RewardError(f"EasyR1 reward {label!r}: score {i} has no 'overall' key (keys: "
+                                  f"{', '.join(map(str, score)) or 'none'}); return {{'overall': reward, ...}}")
+            values.append(score["overall"])
+            for key, v in score.items():
+                if key != "overall" and isinstance(v, numbers.Real) and math.isfinite(v):
+                    parts.setdefault(key, []).append(float(v))
+        if log_metric is not None:
+            for key, vs in parts.items():
+                log_metric(f"rewards/{label}/{key}", sum(vs) / len(vs))
+        return values if isinstance(scores, (list, tuple)) else scores
+
+    wrapped.__name__ = wrapped.__qualname__ = getattr(fn, "__name__", "easyr1_reward")
+    wrapped.__doc__ = fn.__doc__
+    wrapped.easyr1_reward, wrapped.easyr1_form = fn, form
     return wrapped
 
 

@@ -192,19 +192,20 @@ def preflight(config: TrainConfig, num_processes: int = 1, progress: bool = Fals
 
 def _build_rewards(config: TrainConfig, problems: list[str]):
     """The rewards, one at a time so that every problem names its reward; None (and ``problems`` grown) if any."""
-    from mmr1.grpo.rewards import build_rewards
+    from mmr1.grpo.rewards import build_rewards, name_problems
     from mmr1.registry import RegistryError, short_repr
 
     built, found = [], []
     for name in config.rewards:
         try:
-            built += build_rewards([name], config.reward_kwargs)
+            built += build_rewards([name], config.reward_kwargs, base_dir=config.config_dir)
         except RegistryError as exc:           # unknown names and bad options: the message names the reward
             found += str(exc).splitlines()
         except Exception as exc:  # noqa: BLE001 - a reward class's __init__ is plugin code
             options = (config.reward_kwargs or {}).get(name) or {}
             found.append(f"reward {name!r} failed to build with its reward_kwargs {short_repr(options)}: "
                          f"{_first_line(exc)}; fix the options or the reward's plugin")
+    found += name_problems(config.rewards)
     for reward in built:
         if not callable(reward.fn):
             found.append(f"reward {reward.name!r} is not callable (its plugin registered an object of type "
@@ -260,7 +261,8 @@ def _needs_problems(config: TrainConfig, rewards, columns, backend_cls) -> list[
     provided = set(columns) | set(PASSED_COLUMNS) | set(getattr(backend_cls, "extra_columns", ()))
     problems = []
     for reward in rewards:
-        needs = registry.entry(reward.name).meta.get("needs", ()) if reward.name in registry else ()
+        registered = reward.entry == reward.name and reward.name in registry   # not a file reward named alike
+        needs = registry.entry(reward.name).meta.get("needs", ()) if registered else ()
         missing = [n for n in needs if n not in provided]
         if missing:
             problems.append(f"reward {reward.name!r} needs {', '.join(missing)}, which neither the data nor "

@@ -255,9 +255,10 @@ def accuracy_reward(
     min(2, CPUs)), ``memory_mb`` (worker address-space limit, default 4096, 0 = none).
 
     ``mmr1_compat: true`` scores as MMR1's ``r1v_acc``: 1.0 when the first ``<answer>`` contents (else
-    the whole completion, stripped) equal the solution's exactly, else math-verify's verdict on the
-    *whole* completion (its last 4,000 characters) against the solution, with no normalisation and no
-    hedging check; math-verify still runs in the killable workers under the same deadlines.
+    the whole completion, stripped) equal the solution's exactly, else
+    ``verify(parse(completion), parse(solution))`` on the *whole* completion, in MMR1's argument order,
+    with no normalisation and no hedging check; math-verify still runs in the killable workers under the
+    same deadlines (a timeout scores 0, as MMR1's caught timeout did).
     """
     n = len(completions)
     try:
@@ -320,6 +321,7 @@ def accuracy_reward(
 
 
 _FIRST_ANSWER = re.compile(r"<answer>(.*?)</answer>")   # MMR1's pattern: first block, no DOTALL
+MMR1_SIDES = "mmr1"   # gold mode of a task with MMR1's sides: the completion as gold (the worker reads it raw)
 
 
 def _flag(value) -> bool:
@@ -329,17 +331,19 @@ def _flag(value) -> bool:
 
 
 def _mmr1_r1v_acc(text: str, solution) -> tuple[float | None, tuple | None]:
-    """MMR1's ``r1v_acc`` string rule: 1.0 when the answers match exactly; otherwise (None, the math-verify
-    task key) so that math-verify decides on the whole completion, as MMR1's ``verify(parse(...))`` did."""
+    """MMR1's ``r1v_acc``: 1.0 when the first ``<answer>`` contents match exactly; otherwise (None, the
+    math-verify task key) for ``verify(parse(completion), parse(solution))`` on the whole completion. MMR1
+    passes the completion as math-verify's *gold* argument, and ``verify`` is not symmetric (``x \\leq 3``
+    against ``(-\\infty, 3]``), so the task's sides are swapped (the worker verifies gold=g against
+    target=p); mode ``"mmr1"`` (parsed as ``"raw"``) marks them."""
     gold_text = str(solution)
     sol = _FIRST_ANSWER.search(gold_text)
     got = _FIRST_ANSWER.search(text)
     if (got.group(1).strip() if got else text.strip()) == (sol.group(1).strip() if sol else gold_text.strip()):
         return 1.0, None
-    pred, gold = text[-MAX_ANSWER_CHARS:], gold_text[:MAX_ANSWER_CHARS]
-    if _nothing_to_parse(gold, "raw") or _nothing_to_parse(pred, "raw"):
+    if _nothing_to_parse(gold_text, "raw") or _nothing_to_parse(text, "raw"):
         return 0.0, None
-    return None, (gold, "raw", pred, "raw")
+    return None, (text, MMR1_SIDES, gold_text, "raw")
 
 
 def _deadline(budget, timeout: float) -> float | None:
@@ -386,6 +390,7 @@ def _verify_pending(pending, rewards, timeout, workers, memory_mb, deadline=None
         )
         results = _inline(tasks, timeout, deadline)
     for (key, idxs), (status, reply) in zip(owners, results):
+        gold, pred = (key[2], key[0]) if key[1] == MMR1_SIDES else (key[0], key[2])
         if status == _pool.BUDGET:  # not scored in time: no opinion, and not remembered as a timeout
             _count("over_budget", len(idxs))
             _warn_once(
@@ -412,15 +417,15 @@ def _verify_pending(pending, rewards, timeout, workers, memory_mb, deadline=None
                 _warn_once(
                     "timeout",
                     f"accuracy: math-verify ran past the {timeout:g} s deadline on solution "
-                    f"{key[0][:80]!r} vs answer {key[2][:80]!r}; scored 0. Further timeouts are counted "
+                    f"{gold[:80]!r} vs answer {pred[:80]!r}; scored 0. Further timeouts are counted "
                     f"in mmr1_math.timeouts() without a warning.",
                 )
             else:
                 _count("crashes", len(idxs))
                 _warn_once(
                     "crash",
-                    f"accuracy: the math-verify worker died on solution {key[0][:80]!r} vs answer "
-                    f"{key[2][:80]!r} (out of memory?); scored 0 and restarted it.",
+                    f"accuracy: the math-verify worker died on solution {gold[:80]!r} vs answer "
+                    f"{pred[:80]!r} (out of memory?); scored 0 and restarted it.",
                 )
         for i in idxs:
             rewards[i] = value
