@@ -1,4 +1,7 @@
-"""mmr1: plugin-driven GRPO for vision-language and text-to-image models."""
+"""mmr1: plugin-driven GRPO for vision-language and text-to-image models.
+
+Plugins import from :mod:`mmr1.api`; this package exposes the plugin manager and its look-ups.
+"""
 
 from mmr1.hookspecs import hookimpl
 from mmr1.plugins import (

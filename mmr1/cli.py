@@ -13,13 +13,14 @@ def _user_errors() -> tuple[type, ...]:
     from mmr1.data import DataError, ImageLoadError
     from mmr1.grpo.setup import PreflightError
     from mmr1.grpo.batching import BatchConfigError
+    from mmr1.grpo.checkpoint import LaunchError
     from mmr1.grpo.rewards import RewardError
     from mmr1.plugins import PluginError
     from mmr1.registry import RegistryError
     from mmr1.templates import TemplateError
 
     return (ConfigError, DataError, ImageLoadError, BatchConfigError, RewardError, PluginError,
-            RegistryError, TemplateError, PreflightError, FileNotFoundError)
+            RegistryError, TemplateError, PreflightError, FileNotFoundError, LaunchError)
 
 
 # -- list ---------------------------------------------------------------------------------------
@@ -181,30 +182,22 @@ def cmd_eval(args) -> int:
 
 def cmd_sft(args) -> int:
     from mmr1.config import load_config
-    from mmr1.grpo.setup import prepare
-    from mmr1.sft.vlm import warm_start
+    from mmr1.grpo.checkpoint import OutputDirError, check_output_dir
+    from mmr1.imagegen.cli import is_t2i_config, sft_t2i_main
+    from mmr1.sft.vlm import run_vlm_sft
 
     config = load_config(args.config, args.overrides)
-    from mmr1.imagegen.cli import is_t2i_config, sft_t2i_main
-
     if is_t2i_config(config):                              # SimpleAR pretrain / SFT on visual tokens
         return sft_t2i_main(config)
-    prepared = prepare(config, progress=True)
-    adapter_cls, processor = prepared.adapter_cls, prepared.processor
-    adapter = adapter_cls(processor, config.min_pixels, config.max_pixels)
-    model = adapter_cls.load_model(config.model_name_or_path, None)
-    adapter.bind(model)
-    steps = config.max_steps if config.max_steps > 0 else int(config.num_train_epochs * len(prepared.dataset)
-                                                                / config.per_device_train_batch_size)
-    from tqdm.auto import tqdm
-
-    losses = warm_start(adapter, model, list(prepared.dataset), prepared.template, steps,
-                        config.per_device_train_batch_size, config.learning_rate, seed=config.seed,
-                        progress=lambda it: tqdm(it, desc="SFT"))
-    out = os.path.join(config.output_dir, "final")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    print(f"SFT done: loss {losses[0]:.4f} -> {losses[-1]:.4f}; model in {out}")
+    try:
+        check_output_dir(config.output_dir)              # before any weights load
+    except OutputDirError as exc:
+        print(f"mmr1 sft: error: {exc}", file=sys.stderr)
+        return 2
+    summary = run_vlm_sft(config)
+    losses = summary["losses"]
+    if os.environ.get("RANK", "0") == "0" and losses:
+        print(f"SFT done: loss {losses[0]:.4f} -> {losses[-1]:.4f}; model in {summary['final']}")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from mmr1 import migration
+from mmr1.grpo import algorithms
 from mmr1.registry import did_you_mean, short_repr
 
 
@@ -76,20 +77,20 @@ class TrainConfig:
     max_prompt_length: int | None = None
     max_completion_length: int = 256
     temperature: float = 1.0
-    temperature_schedule: str = "constant"     # MMR1: constant | linear
+    temperature_schedule: str = "constant"     # MMR1's; algorithms.TEMPERATURE_SCHEDULES
     temperature_begin: float = 0.1
     temperature_end: float = 1.0
     top_p: float = 1.0
     top_k: int | None = None
     repetition_penalty: float = 1.0
-    loss_type: str = "dapo"                    # grpo | bnpo | dr_grpo | dapo
+    loss_type: str = "dapo"                    # a name in algorithms.LOSS_TYPES
     epsilon: float = 0.2
     epsilon_high: float | None = None
     delta: float | None = None
-    importance_sampling_level: str = "token"   # token | sequence (GSPO)
+    importance_sampling_level: str = "token"   # algorithms.IMPORTANCE_SAMPLING_LEVELS (sequence: GSPO)
     beta: float = 0.0                          # KL coefficient; a reference model loads only when > 0
-    kl_approximator: str = "k3"                # k1 | k2 (kimikl) | k3 | low_var_kl | fullkimi
-    scale_rewards: str = "group"               # group | batch | none
+    kl_approximator: str = "k3"                # a name or MMR1 alias in algorithms.KL_ESTIMATORS
+    scale_rewards: str = "group"               # algorithms.SCALE_REWARDS
     no_mean_for_same_reward: bool = False
     mask_truncated_completions: bool = False
     entropy_weight: float = 0.0                # loss -= weight * entropy (MMR1's entropy_reg switches its own on)
@@ -167,12 +168,13 @@ ATTN_NEEDS = {"flash_attention_2": ("flash_attn", "pip install flash-attn --no-b
               "flex_attention": ("torch.nn.attention.flex_attention", "torch >= 2.5", False)}
 
 
+# The algorithm keys' values are their registries' names (live: entries registered later count too).
 CHOICES = {
-    "loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
-    "scale_rewards": ("group", "batch", "none"),
-    "temperature_schedule": ("constant", "linear"),
-    "importance_sampling_level": ("token", "sequence"),
-    "kl_approximator": ("k1", "k2", "k3", "low_var_kl", "kimikl", "fullkimi", "kl", "mse"),
+    "loss_type": algorithms.LOSS_TYPES.choices,
+    "scale_rewards": algorithms.SCALE_REWARDS.choices,
+    "temperature_schedule": algorithms.TEMPERATURE_SCHEDULES.choices,
+    "importance_sampling_level": algorithms.IMPORTANCE_SAMPLING_LEVELS.choices,
+    "kl_approximator": algorithms.KL_ESTIMATORS.choices,
     "torch_dtype": ("auto", "float32", "bfloat16", "float16", "float64"),
     "train_parts": ("all", "language_model", "projector", "projector+language_model"),
     "attn_implementation": ("sdpa", "eager", "flash_attention_2", "flex_attention"),

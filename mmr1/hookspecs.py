@@ -1,10 +1,11 @@
-"""Every hook a plugin can implement. This file is the plugin author's reference.
+"""Every hook a plugin can implement. This file is the plugin author's reference; the names a
+plugin imports are in :mod:`mmr1.api`.
 
 Each hook has the shape ``register_<things>(register)``: the plugin calls ``register(name, obj)``
 once per thing it provides. Names are global: two plugins registering the same name is an error
 that names both plugins.
 
-    from mmr1 import hookimpl
+    from mmr1.api import hookimpl
 
     @hookimpl
     def register_rewards(register):
@@ -41,7 +42,7 @@ def register_rewards(register):
 def register_templates(register):
     """Register prompt templates: ``register(name, template)``.
 
-    ``template`` is a :class:`mmr1.templates.Template` (system prompt, question template with a
+    ``template`` is a :class:`mmr1.api.Template` (system prompt, question template with a
     ``{question}`` placeholder, answer template with ``{answer}``). YAML files under
     ``templates/`` are registered by the built-in plugin.
     """
@@ -56,7 +57,7 @@ def register_datasets(register):
     (paths or PIL images, possibly empty). A plain list of dicts is normalised like the built-in
     loaders' rows (column checks, images, ``prompt``-only rows), its problems naming the plugin, its
     relative image paths taken from the launch folder. A loader may also offer
-    ``loader.check(**options)`` yielding :class:`mmr1.data.DataProblem` for ``mmr1 check``.
+    ``loader.check(**options)`` yielding :class:`mmr1.api.DataProblem` for ``mmr1 check``.
     """
 
 
@@ -64,9 +65,10 @@ def register_datasets(register):
 def register_models(register):
     """Register model adapters: ``register(name, adapter_cls)``.
 
-    An adapter (:class:`mmr1.models.ModelAdapter`) knows how one model family loads, turns chat
-    messages and images into model inputs, and scores completion tokens. ``adapter_cls.matches(config)``
-    lets ``model_adapter: auto`` pick it from a transformers config.
+    An adapter (a subclass of :class:`mmr1.api.ModelAdapter`) knows how one model family loads,
+    turns chat messages and images into model inputs (a :class:`mmr1.api.PromptBatch`), and scores
+    completion tokens. ``adapter_cls.matches(config)`` lets ``model_adapter: auto`` pick it from a
+    transformers config.
     """
 
 
@@ -74,8 +76,9 @@ def register_models(register):
 def register_image_tokenizers(register):
     """Register image tokenizers for text-to-image jobs: ``register(name, tokenizer_cls)``.
 
-    ``tokenizer_cls.load(path, **options)`` returns an object with ``encode(images) -> LongTensor``
-    (batch, h, w), ``decode(codes) -> list[PIL.Image]``, ``codebook_size`` and ``downsample``.
+    ``tokenizer_cls.load(path, **options)`` returns an :class:`mmr1.api.ImageTokenizer`:
+    ``encode(images) -> LongTensor`` (batch, h, w), ``decode(codes) -> list[PIL.Image]``,
+    ``codebook_size`` and ``downsample``.
     """
 
 
@@ -83,6 +86,7 @@ def register_image_tokenizers(register):
 def register_rollout_backends(register):
     """Register rollout (generation) backends: ``register(name, backend_cls)``.
 
-    ``backend_cls(adapter, accelerator, config=config)`` has
-    ``generate(model, prompts, prompt_index, sampling) -> Rollout``; see :mod:`mmr1.rollout`.
+    ``backend_cls(adapter, accelerator, config=config)``, a subclass of
+    :class:`mmr1.api.RolloutBackend`, has
+    ``generate(model, prompts, prompt_index, sampling: SamplingParams) -> Rollout``.
     """

@@ -169,7 +169,7 @@ def test_text_to_image_two_processes_equal_one_process(tmp_path):
     """The t2i backend under torchrun: rollouts, decoded images and rewards split over 2 processes give
     the same rewards and weights as 1 process with the same global batch (float64: see the note above
     the VL twin for why float32 cannot be held to this)."""
-    from mmr1.imagegen.plugin import T2IAdapter
+    from mmr1.imagegen.adapter import T2IAdapter
     from mmr1.imagegen.tiny import build_tiny_t2i
 
     setup = build_tiny_t2i(tmp_path / "t2i", extract=False, seed=2)

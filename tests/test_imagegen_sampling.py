@@ -1,4 +1,4 @@
-"""CFG maths, KV-cached sampling of image tokens (vs a no-cache reference), grids."""
+"""CFG maths, KV-cached sampling of image tokens (vs a no-cache reference), per-row seeds, grids."""
 
 import math
 
@@ -10,7 +10,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from mmr1.imagegen.sampling import (
     cfg_logits,
     codes_to_images,
-    filter_logits,
     generate_image_tokens,
     save_grid,
     visual_logprobs,
@@ -19,6 +18,7 @@ from mmr1.imagegen.sequence import t2i_prompt_ids, uncond_prompt_ids
 from mmr1.imagegen.tiny import build_tiny_causal_lm
 from mmr1.imagegen.tokenizers import VQTokenizer
 from mmr1.imagegen.vocab import T2IVocab, prepare_t2i
+from mmr1.rollout.sampling import filter_logits
 
 K = 48
 N = 9  # a 3 x 3 code grid
@@ -103,7 +103,7 @@ def test_only_visual_tokens_even_when_model_wants_to_stop(t2i):
     model, tok, vocab = t2i
     hook = model.lm_head.register_forward_hook(lambda m, i, o: o.index_add(-1, torch.tensor([vocab.eoi_id, 0]), torch.full((*o.shape[:-1], 2), 1e4)))
     try:
-        out = generate_image_tokens(model, vocab, CAPTIONS, 16, tokenizer=tok, cfg=2.0, generator=torch.Generator().manual_seed(0))
+        out = generate_image_tokens(model, vocab, CAPTIONS, 16, tokenizer=tok, cfg=2.0, seed=0)
     finally:
         hook.remove()
     assert out.codes.shape == (3, 16)
@@ -114,9 +114,9 @@ def test_only_visual_tokens_even_when_model_wants_to_stop(t2i):
 def test_sampling_is_seeded_and_logp_policy_matches_training_forward(t2i):
     model, tok, vocab = t2i
     kw = dict(tokenizer=tok, cfg=3.0, temperature=0.8, top_k=20, top_p=0.95)
-    a = generate_image_tokens(model, vocab, CAPTIONS, N, generator=torch.Generator().manual_seed(1), **kw)
-    b = generate_image_tokens(model, vocab, CAPTIONS, N, generator=torch.Generator().manual_seed(1), **kw)
-    c = generate_image_tokens(model, vocab, CAPTIONS, N, generator=torch.Generator().manual_seed(2), **kw)
+    a = generate_image_tokens(model, vocab, CAPTIONS, N, seed=1, **kw)
+    b = generate_image_tokens(model, vocab, CAPTIONS, N, seed=1, **kw)
+    c = generate_image_tokens(model, vocab, CAPTIONS, N, seed=2, **kw)
     assert torch.equal(a.codes, b.codes) and not torch.equal(a.codes, c.codes)
     assert (a.logp_sample <= 0).all() and (a.logp_policy <= 0).all()
     # logp_policy is what a training forward over prompt + codes gives (cond, temperature 1, visual tokens only)
@@ -167,7 +167,7 @@ def test_num_generations_shares_the_prompt_encoding(t2i):
     assert torch.equal(grouped.codes, greedy.codes.repeat_interleave(3, dim=0))
     assert torch.allclose(grouped.logp_policy, greedy.logp_policy.repeat_interleave(3, dim=0), atol=1e-5)
     sampled = generate_image_tokens(model, vocab, CAPTIONS, N, tokenizer=tok, num_generations=4, batch_size=2,
-                                    generator=torch.Generator().manual_seed(0))
+                                    seed=0)
     assert sampled.codes.shape == (12, N)
     assert len({tuple(r) for r in sampled.codes[:4].tolist()}) > 1  # a group's samples differ
     for i in (0, 5, 11):  # every row's log-probs belong to its own prompt
@@ -176,3 +176,18 @@ def test_num_generations_shares_the_prompt_encoding(t2i):
         with torch.no_grad():
             logits = model(full).logits[:, len(prompt) - 1 : -1]
         assert torch.allclose(visual_logprobs(logits, full[:, len(prompt):], vocab)[0], sampled.logp_policy[i], atol=1e-4)
+
+
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+def test_a_row_draws_from_its_own_seed_whatever_the_batch(t2i, cfg):
+    model, tok, vocab = t2i
+    kw = dict(tokenizer=tok, cfg=cfg, temperature=1.0, seed=7)
+    alone = generate_image_tokens(model, vocab, CAPTIONS[1:2], N, **kw)
+    batch = generate_image_tokens(model, vocab, [CAPTIONS[1], CAPTIONS[0], CAPTIONS[2]], N, **kw)
+    assert torch.equal(alone.codes[0], batch.codes[0])            # the other prompts change nothing
+    assert torch.allclose(alone.logp_policy[0], batch.logp_policy[0], atol=1e-5)
+    one_by_one = generate_image_tokens(model, vocab, CAPTIONS, N, batch_size=1, num_generations=2, **kw)
+    together = generate_image_tokens(model, vocab, CAPTIONS, N, num_generations=2, **kw)
+    assert torch.equal(one_by_one.codes, together.codes)          # nor does batch_size
+    same = generate_image_tokens(model, vocab, [CAPTIONS[0]] * 3, N, **kw)
+    assert len({tuple(r) for r in same.codes.tolist()}) == 3      # each row has its own stream

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmr1.config import build_config
-from mmr1.imagegen.plugin import T2IAdapter, T2IProcessor
+from mmr1.imagegen.adapter import T2IAdapter, T2IProcessor
 from mmr1.imagegen.tiny import build_tiny_t2i
 from mmr1.imagegen.vocab import T2I_JSON, T2IVocab
 

@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from mmr1.config import build_config
-from mmr1.imagegen.plugin import T2IAdapter, T2IRollout
+from mmr1.imagegen.adapter import T2IAdapter
+from mmr1.imagegen.rollout import T2IRollout
 from mmr1.imagegen.tiny import build_tiny_t2i
 from mmr1.rollout.base import SamplingParams
 
@@ -65,17 +66,31 @@ def test_rollout_writes_exactly_hw_visual_tokens_and_decodes_images(adapter_mode
     assert torch.equal(alone.completion_ids[0], out.completion_ids[4])
 
 
-def test_guided_rollout_matches_generate_image_tokens(adapter_model):
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+@pytest.mark.parametrize("settings", [dict(temperature=0.0), dict(temperature=1.0),
+                                      dict(temperature=0.7, top_k=10, top_p=0.9)], ids=["greedy", "t1", "filtered"])
+def test_rollout_and_generate_image_tokens_are_one_decoder(adapter_model, cfg, settings):
+    """The same prompts, seeds and settings give the same codes in a rollout and in generate_image_tokens."""
     from mmr1.imagegen.sampling import generate_image_tokens
+    from mmr1.rollout.sampling import completion_seed
 
+    adapter, model = adapter_model
+    backend = T2IRollout(adapter, None, config=_config(rollout_cfg_scale=cfg))
+    captions = ["a red circle", "a blue triangle at the top"]
+    seeds = [completion_seed(5, 0, i) for i in range(4)]
+    out = backend.generate(model, _prompts(adapter, captions), torch.tensor([0, 0, 1, 1]),
+                           SamplingParams(seeds=seeds, **settings))
+    ref = generate_image_tokens(model, adapter.vocab, captions, 16, tokenizer=adapter.tokenizer, cfg=cfg,
+                                seed=5, num_generations=2, **settings)
+    assert torch.equal(out.completion_ids, ref.token_ids(adapter.vocab))
+
+
+def test_guided_rollouts_differ_from_unguided_and_are_reproducible(adapter_model):
     adapter, model = adapter_model
     backend = T2IRollout(adapter, None, config=_config(rollout_cfg_scale=3.0))
     captions = ["a red circle", "a blue triangle at the top"]
     out = backend.generate(model, _prompts(adapter, captions), torch.tensor([0, 1]),
                            SamplingParams(temperature=0.0, seeds=[0, 1]))
-    ref = generate_image_tokens(model, adapter.vocab, captions, 16, tokenizer=adapter.tokenizer, cfg=3.0,
-                                temperature=0.0)
-    assert torch.equal(out.completion_ids, ref.token_ids(adapter.vocab))
     unguided = T2IRollout(adapter, None, config=_config()).generate(
         model, _prompts(adapter, captions), torch.tensor([0, 1]), SamplingParams(temperature=0.0))
     assert not torch.equal(unguided.completion_ids, out.completion_ids)

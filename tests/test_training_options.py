@@ -203,8 +203,9 @@ def test_policy_loss_adds_beta_times_the_estimators_mean_kl(name):
     ref = logp + torch.linspace(-4, 4, 24, dtype=torch.float64).view(4, 6)   # d beyond low_var_kl's clamp
     mask = (torch.arange(6)[None] < torch.tensor([[6], [2], [4], [5]])).double()
     adv, beta = torch.randn(4, generator=g, dtype=torch.float64), 0.3
-    plain, _ = algo.policy_loss(logp, None, adv, mask, "bnpo")
-    with_kl, metrics = algo.policy_loss(logp, None, adv, mask, "bnpo", ref_logp=ref, beta=beta, kl_estimator=name)
+    plain, _ = algo.policy_loss(logp, None, adv, mask, loss_type="bnpo")
+    with_kl, metrics = algo.policy_loss(logp, None, adv, mask, loss_type="bnpo", ref_logp=ref, beta=beta,
+                                        kl_estimator=name)
     kl = {k: (f(ref - logp) * mask).sum() / mask.sum() for k, f in KL_FORMULAS.items()}
     torch.testing.assert_close(with_kl - plain, beta * kl[KL_NAMES[name]])
     assert metrics["kl"] == pytest.approx(float(kl[KL_NAMES[name]]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-AREAS = ("trainer", "algorithms", "batching", "rewards", "checkpoint", "rollout", "data", "config")
+AREAS = ("trainer", "algorithms", "batching", "rewards", "checkpoint", "rollout", "data", "config", "sft")
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,11 @@ ALGORITHMS = "mmr1/grpo/algorithms.py"
 BATCHING = "mmr1/grpo/batching.py"
 REWARDS = "mmr1/grpo/rewards.py"
 CHECKPOINT = "mmr1/grpo/checkpoint.py"
+BUILD = "mmr1/grpo/build.py"
+SFT_VLM = "mmr1/sft/vlm.py"
 ROLLOUT_HF = "mmr1/rollout/hf.py"
 SAMPLING = "mmr1/rollout/sampling.py"
+IMG_SAMPLING = "mmr1/imagegen/sampling.py"
 CONFIG = "mmr1/config.py"
 T_TRAINER = "tests/test_grpo_trainer.py"
 T_OPTIONS = "tests/test_training_options.py"
@@ -44,27 +47,30 @@ T_MATH = "tests/test_rewards_math.py"
 T_VISION = "tests/test_rewards_vision.py"
 T_DATA = "tests/test_data.py"
 T_CONFIG = "tests/test_config.py"
+T_SFT_VLM = "tests/test_sft_vlm.py"
+T_REGISTRIES = "tests/test_algorithm_registries.py"
+T_IMG_SAMPLING = "tests/test_imagegen_sampling.py"
 
 MUTATIONS: list[Mutation] = [
     # -- training options ---------------------------------------------------------------------
     Mutation(
         "trainer-beta-ignored", "trainer", TRAINER,
-        old="c.beta, self.kl_estimator, entropy,",
-        new="0.0, self.kl_estimator, entropy,",
+        old="beta=c.beta,",
+        new="beta=0.0,",
         description="the KL penalty is computed and logged but never added to the loss (beta has no effect)",
         tests=(T_OPTIONS,),
     ),
     Mutation(
         "trainer-importance-sampling-level-ignored", "trainer", TRAINER,
-        old="                        c.importance_sampling_level,\n",
-        new='                        "token",\n',
+        old="importance_sampling_level=c.importance_sampling_level,",
+        new='importance_sampling_level="token",',
         description="importance_sampling_level: sequence (GSPO) trains with token-level ratios",
         tests=(T_OPTIONS,),
     ),
     Mutation(
-        "trainer-gradient-checkpointing-never-on", "trainer", TRAINER,
-        old="        if c.gradient_checkpointing:\n            if hasattr(model,",
-        new="        if False:\n            if hasattr(model,",
+        "trainer-gradient-checkpointing-never-on", "trainer", BUILD,
+        old="    if config.gradient_checkpointing:\n        if hasattr(model,",
+        new="    if False:\n        if hasattr(model,",
         description="gradient_checkpointing: true never enables checkpointing on the model",
         tests=(T_OPTIONS,),
     ),
@@ -113,17 +119,24 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "kl-k3-control-variate-dropped", "algorithms", ALGORITHMS,
-        old="        return torch.exp(d) - d - 1\n",
-        new="        return torch.exp(d) - 1\n",
+        old="    return torch.exp(d) - d - 1\n",
+        new="    return torch.exp(d) - 1\n",
         description="k3 loses its -d term: a biased, possibly negative KL estimate",
         tests=(f"{T_ALGO}::test_kl_estimators_at_known_point",),
     ),
     Mutation(
         "loss-grpo-as-token-mean", "algorithms", ALGORITHMS,
-        old="loss = (masked.sum(-1) / m.sum(-1).clamp(min=1.0)).mean()",
-        new="loss = masked.sum() / m.sum().clamp(min=1.0)",
+        old="return (masked.sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()",
+        new="return masked.sum() / mask.sum().clamp(min=1.0)",
         description="loss_type grpo normalises like bnpo (one token mean) instead of a mean of per-sequence means",
         tests=(f"{T_ALGO}::test_loss_normalisation",),
+    ),
+    Mutation(
+        "loss-dapo-divided-by-accumulation", "algorithms", ALGORITHMS,
+        old='@LOSS_TYPES.register("dapo", step_normalised=True)',
+        new='@LOSS_TYPES.register("dapo")',
+        description="dapo's micro-batch losses are divided by gradient_accumulation_steps: its step token mean shrinks",
+        tests=(f"{T_REGISTRIES}::test_two_accumulated_micro_batches_give_the_gradient_of_one_batch",),
     ),
     # -- batching -------------------------------------------------------------------------------
     Mutation(
@@ -242,8 +255,8 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "ckpt-processor-not-saved", "checkpoint", CHECKPOINT,
-        old='            processor.save_pretrained(tmp / "model")\n',
-        new="            pass\n",
+        old="        processor.save_pretrained(path)\n",
+        new="        pass\n",
         description="a checkpoint's model folder has no tokenizer/processor files",
         tests=(f"{T_MECH}::test_save_checkpoint_writes_every_part_and_keeps_the_newest",),
     ),
@@ -282,6 +295,20 @@ MUTATIONS: list[Mutation] = [
         new="scores = filter_logits(logits.float(), top_k, top_p)",
         description="sampling ignores the temperature (any positive temperature samples at 1)",
         tests=(f"{T_MECH}::test_sampling_temperature_sharpens_and_flattens_the_distribution",),
+    ),
+    Mutation(
+        "t2i-seeds-shared-across-images", "rollout", IMG_SAMPLING,
+        old="seeds = [completion_seed(seed, 0, i) for i in range(s * g, (s + len(chunk)) * g)]",
+        new="seeds = [completion_seed(seed, 0, 0) for i in range(s * g, (s + len(chunk)) * g)]",
+        description="every image of generate_image_tokens draws from the same stream: a prompt's samples are identical",
+        tests=(f"{T_IMG_SAMPLING}::test_a_row_draws_from_its_own_seed_whatever_the_batch",),
+    ),
+    Mutation(
+        "t2i-seeds-restart-per-batch", "rollout", IMG_SAMPLING,
+        old="seeds = [completion_seed(seed, 0, i) for i in range(s * g, (s + len(chunk)) * g)]",
+        new="seeds = [completion_seed(seed, 0, i) for i in range(len(chunk) * g)]",
+        description="seeds count from 0 in every forward batch: an image changes with batch_size",
+        tests=(f"{T_IMG_SAMPLING}::test_a_row_draws_from_its_own_seed_whatever_the_batch",),
     ),
     # -- data -----------------------------------------------------------------------------------
     Mutation(
@@ -322,7 +349,7 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "config-isl-choice-unchecked", "config", CONFIG,
-        old='    "importance_sampling_level": ("token", "sequence"),\n',
+        old='    "importance_sampling_level": algorithms.IMPORTANCE_SAMPLING_LEVELS.choices,\n',
         new="",
         description="a misspelt importance_sampling_level passes the config check and fails only at the first update",
         tests=(f"{T_CONFIG}::test_every_choice_key_rejects_a_value_outside_its_options",),
@@ -376,5 +403,62 @@ MUTATIONS: list[Mutation] = [
         new='    options = {}',
         description="EasyR1's reward_function_kwargs never reach its reward_function",
         tests=("tests/test_migration_config.py", "tests/test_migration_runs.py"),
+    ),
+    # -- vision-language SFT ----------------------------------------------------------------------
+    Mutation(
+        "sft-gradient-accumulation-ignored", "sft", SFT_VLM,
+        old="    ga, n = c.gradient_accumulation_steps, acc.num_processes\n",
+        new="    ga, n = 1, acc.num_processes\n",
+        description="mmr1 sft ignores gradient_accumulation_steps: one micro-batch per optimizer step",
+        tests=(f"{T_SFT_VLM}::test_gradient_accumulation_2_of_2_is_one_batch_of_4",),
+    ),
+    Mutation(
+        "sft-scheduler-ignored", "sft", SFT_VLM,
+        old="    scheduler = build_scheduler(optimizer, c, steps)\n",
+        new="    scheduler = build_scheduler(optimizer, TrainConfig(), steps)\n",
+        description="mmr1 sft ignores lr_scheduler_type, warmup_steps/warmup_ratio and lr_scheduler_kwargs (constant lr)",
+        tests=(f"{T_SFT_VLM}::test_the_scheduler_sets_the_logged_learning_rate",),
+    ),
+    Mutation(
+        "sft-weight-decay-ignored", "sft", SFT_VLM,
+        old="    optimizer = build_optimizer(model, c)\n",
+        new="    optimizer = build_optimizer(model, TrainConfig(learning_rate=c.learning_rate))\n",
+        description="mmr1 sft ignores weight_decay",
+        tests=(f"{T_SFT_VLM}::test_weight_decay_shrinks_every_trained_weight_by_lr_times_decay",),
+    ),
+    Mutation(
+        "sft-max-grad-norm-hard-coded", "sft", SFT_VLM,
+        old="grad_norm = acc.clip_grad_norm_(scorer.parameters(), c.max_grad_norm)",
+        new="grad_norm = acc.clip_grad_norm_(scorer.parameters(), 1.0)",
+        description="mmr1 sft clips gradients to 1.0 whatever max_grad_norm says",
+        tests=(f"{T_SFT_VLM}::test_max_grad_norm_clips_what_the_optimizer_sees",),
+    ),
+    Mutation(
+        "sft-save-steps-ignored", "sft", SFT_VLM,
+        old="        if c.save_steps and step % c.save_steps == 0 and step < steps:",
+        new="        if False:",
+        description="mmr1 sft writes no checkpoint-N whatever save_steps says",
+        tests=(f"{T_SFT_VLM}::test_save_steps_and_resume_reproduce_the_straight_run",),
+    ),
+    Mutation(
+        "sft-resume-restarts-at-step-0", "sft", SFT_VLM,
+        old='        start = load_checkpoint(acc, resume)["global_step"]',
+        new="        load_checkpoint(acc, resume)",
+        description="a resumed mmr1 sft restarts its step count and data stream at 0 (more steps, other batches)",
+        tests=(f"{T_SFT_VLM}::test_save_steps_and_resume_reproduce_the_straight_run",),
+    ),
+    Mutation(
+        "sft-model-not-prepared", "sft", SFT_VLM,
+        old="    scorer, optimizer, scheduler = acc.prepare(PolicyScorer(model, adapter), optimizer, scheduler)",
+        new="    scorer, (optimizer, scheduler) = PolicyScorer(model, adapter), acc.prepare(optimizer, scheduler)",
+        description="mmr1 sft never hands the model to accelerate: not on its device, not wrapped for DDP/FSDP",
+        tests=(f"{T_SFT_VLM}::test_the_model_goes_through_accelerate_and_onto_its_device",),
+    ),
+    Mutation(
+        "ckpt-writer-saves-live-partitions", "checkpoint", CHECKPOINT,
+        old="    model.save_pretrained(path, state_dict=state, safe_serialization=True)",
+        new="    model.save_pretrained(path, safe_serialization=True)",
+        description="the writer saves the live parameters, which ZeRO-3 / FSDP hold as shards, not the gathered state",
+        tests=(f"{T_SFT_VLM}::test_the_writer_saves_the_gathered_state_not_the_live_partitions",),
     ),
 ]

@@ -38,10 +38,6 @@ class BatchPlan:
     def optimizer_steps_per_rollout(self) -> int:
         return self.steps_per_generation * self.num_iterations // self.gradient_accumulation_steps
 
-    @property
-    def completions_per_optimizer_step(self) -> int:
-        return self.num_processes * self.per_device * self.gradient_accumulation_steps
-
     def local_indices(self, rank: int, micro_step: int) -> range:
         """Global completion indices (within a rollout) handled by ``rank`` at ``micro_step``."""
         block = micro_step * self.num_processes + rank
@@ -78,18 +74,17 @@ def plan_batches(num_processes: int, per_device_train_batch_size: int, num_gener
 class PromptSampler:
     """Seeded epoch-wise shuffling over row indices; its state is a single count (for resume)."""
 
-    def __init__(self, num_rows: int, seed: int, shuffle: bool = True):
+    def __init__(self, num_rows: int, seed: int):
         if num_rows < 1:
             raise ValueError("the training set is empty")
-        self.num_rows, self.seed, self.shuffle = num_rows, seed, shuffle
+        self.num_rows, self.seed = num_rows, seed
         self.consumed = 0
         self._epoch, self._order = -1, []
 
     def _order_for(self, epoch: int) -> list[int]:
         if epoch != self._epoch:
             order = list(range(self.num_rows))
-            if self.shuffle:
-                random.Random(self.seed * 100_003 + epoch).shuffle(order)
+            random.Random(self.seed * 100_003 + epoch).shuffle(order)
             self._epoch, self._order = epoch, order
         return self._order
 

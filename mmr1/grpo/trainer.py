@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import select
-import shutil
 import signal
 import threading
 import time
@@ -25,8 +24,10 @@ from torch import nn
 from mmr1.config import TrainConfig
 from mmr1.grpo import algorithms as algo
 from mmr1.grpo.batching import PromptSampler
-from mmr1.grpo.checkpoint import (check_output_dir, list_checkpoints, load_checkpoint, remove_stale_tmp,
-                                  resolve_resume, save_checkpoint)
+from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, load_policy,
+                              policy_dtype)
+from mmr1.grpo.checkpoint import (check_launch, check_output_dir, list_checkpoints, load_checkpoint, remove_stale_tmp,
+                                  resolve_resume, save_checkpoint, save_final)
 from mmr1.grpo.rewards import RewardRunner, TrainerState, dataset_columns
 from mmr1.grpo.setup import Prepared, data_path, prepare  # noqa: F401 - prepare is this module's API too
 from mmr1.rollout.base import SamplingParams
@@ -76,58 +77,16 @@ class PolicyScorer(nn.Module):
                                               completion_mask, shared_prefix=shared_prefix)
 
 
-def _dtype(name: str, use_gpu: bool, bf16: bool | None):
-    if name == "auto":
-        return torch.bfloat16 if (bf16 if bf16 is not None else use_gpu) else torch.float32
-    return getattr(torch, name)
-
-
-def _freeze(model, config: TrainConfig) -> None:
-    """Apply ``freeze_vision_tower`` / ``train_parts``."""
-    names = {n for n, _ in model.named_parameters()}
-    vision = {n for n in names if ".visual." in f".{n}" or "vision_tower" in n}
-    projector = {n for n in vision if "merger" in n or "projector" in n}
-    trainable = {
-        "all": names,
-        "language_model": names - vision,
-        "projector": projector,
-        "projector+language_model": (names - vision) | projector,
-    }[config.train_parts]
-    if config.freeze_vision_tower:
-        trainable = trainable - (vision - projector)
-    for n, p in model.named_parameters():
-        p.requires_grad_(n in trainable)
-
-
-def _apply_lora(model, config: TrainConfig):
-    from peft import LoraConfig, get_peft_model
-
-    from mmr1.config import ConfigError
-
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
-    try:
-        return get_peft_model(model, lora)
-    except ValueError as exc:
-        if "not found" not in str(exc) and "target" not in str(exc).lower():
-            raise
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ConfigError(f"lora_target_modules {config.lora_target_modules!r} match no module of the model; its "
-                          f"linear layers are named {', '.join(linear[:12])}{' ...' if len(linear) > 12 else ''} "
-                          f"(or use all-linear)") from None
-
-
 class GRPOTrainer:
     """Own GRPO loop on torch + accelerate (DDP, DeepSpeed and FSDP through accelerate configs)."""
 
     def __init__(self, config: TrainConfig, accelerator=None, prepared: Prepared | None = None):
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         self.config = c = config
-        report_to = [] if c.report_to in ("none", ["none"], None) else c.report_to
-        self.accelerator = accelerator or Accelerator(log_with=report_to or None, project_dir=c.output_dir)
+        self.accelerator = accelerator or build_accelerator(c)
         acc = self.accelerator
+        check_launch(acc, c, generates=True)
         self.prepared = prepared or prepare(c, acc.num_processes, progress=acc.is_main_process)
         self.plan, self.template = self.prepared.plan, self.prepared.template
         self.dataset = self.prepared.dataset
@@ -136,47 +95,27 @@ class GRPOTrainer:
         set_seed(c.seed)
 
         # -- model, reference, optimizer ------------------------------------------------------
-        use_gpu = acc.device.type == "cuda"
-        dtype = _dtype(c.torch_dtype, use_gpu, c.bf16)
+        dtype = policy_dtype(c, acc.device.type == "cuda")
         adapter_cls = self.prepared.adapter_cls
         processor = self.prepared.processor or adapter_cls.load_processor(c.model_name_or_path, c.min_pixels,
                                                                           c.max_pixels)
         self.adapter = adapter_cls(processor, c.min_pixels, c.max_pixels)
         self.adapter.configure(c)
-        model = adapter_cls.load_model(c.model_name_or_path, dtype, c.attn_implementation)
+        model = load_policy(adapter_cls, c, dtype)
         self.kl_estimator = algo.resolve_kl_estimator(c.kl_approximator)
         self.full_kimi = c.kl_approximator == "fullkimi"
         self.ref_model = None
         if c.beta > 0 and not self.full_kimi and not c.use_peft:
             self.ref_model = adapter_cls.load_model(c.model_name_or_path, dtype, c.attn_implementation)
             self.ref_model.requires_grad_(False).eval().to(acc.device)
-        _freeze(model, c)
-        if c.use_peft:
-            model = _apply_lora(model, c)
         self.shared_prefix = c.shared_prefix and not c.gradient_checkpointing
         if c.shared_prefix and c.gradient_checkpointing:
             log.warning("gradient_checkpointing disables the KV cache, so completions are scored as full "
                         "prompt+completion rows (shared_prefix off): slower updates, less activation memory")
-        if c.gradient_checkpointing:
-            if hasattr(model, "activation_checkpointing_enable"):        # transformers >= 5.2x
-                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            model.config.use_cache = False
-        model.train()        # from_pretrained returns eval mode, where checkpointing (and dropout) never act
         self.adapter.bind(model)
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("no trainable parameters: check train_parts / freeze_vision_tower / use_peft")
-        optimizer = torch.optim.AdamW(params, lr=c.learning_rate, betas=(c.adam_beta1, c.adam_beta2),
-                                      weight_decay=c.weight_decay)
+        optimizer = build_optimizer(model, c)
         self.total_steps = self._total_steps()
-        from transformers import get_scheduler
-
-        warmup = c.warmup_steps or math.ceil(c.warmup_ratio * self.total_steps)
-        scheduler = get_scheduler(c.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
-                                  num_training_steps=self.total_steps,
-                                  scheduler_specific_kwargs=dict(c.lr_scheduler_kwargs) or None)
+        scheduler = build_scheduler(optimizer, c, self.total_steps)
         self.scorer, self.optimizer, self.scheduler = acc.prepare(PolicyScorer(model, self.adapter), optimizer, scheduler)
         self.processor = processor
         self.backend = self.prepared.backend_cls(self.adapter, acc, config=c)
@@ -344,7 +283,7 @@ class GRPOTrainer:
 
     # -- optimisation ---------------------------------------------------------------------------
     def _token_normalisers(self, buffer) -> list[float]:
-        """dapo: completion tokens of each optimizer step over all processes, divided by num_processes."""
+        """``num_items_in_batch`` of each optimizer step: its completion tokens over all processes / num_processes."""
         acc, plan = self.accelerator, self.plan
         per_micro = torch.stack([buffer["mask"][self._micro_slice(s)].sum() for s in range(plan.steps_per_generation)])
         per_micro = acc.reduce(per_micro.float().to(acc.device), reduction="sum").cpu()
@@ -373,16 +312,15 @@ class GRPOTrainer:
                     entropy = algo.entropy_from_logits(logits if c.entropy_weight else logits.detach())
                     loss, metrics = algo.policy_loss(
                         logp, None if buffer["old_logp"] is None else buffer["old_logp"][sl],
-                        buffer["advantages"][sl], mask, c.loss_type, c.epsilon, c.epsilon_high,
-                        c.importance_sampling_level,
-                        None if buffer["ref_logp"] is None else buffer["ref_logp"][sl],
-                        c.beta, self.kl_estimator, entropy, c.entropy_weight, c.max_completion_length,
-                        normalisers[s // ga] if c.loss_type == "dapo" else None, c.delta)
-                    if c.loss_type != "dapo":
-                        loss = loss / ga
-                    acc.backward(loss)
-                metrics.update(loss=loss.item() * (1 if c.loss_type == "dapo" else ga),
-                               **{"time/update": time.perf_counter() - t0})
+                        buffer["advantages"][sl], mask, loss_type=c.loss_type, epsilon_low=c.epsilon,
+                        epsilon_high=c.epsilon_high, delta=c.delta,
+                        importance_sampling_level=c.importance_sampling_level,
+                        ref_logp=None if buffer["ref_logp"] is None else buffer["ref_logp"][sl],
+                        beta=c.beta, kl_estimator=self.kl_estimator,
+                        entropy=entropy, entropy_coef=c.entropy_weight,
+                        max_completion_length=c.max_completion_length, num_items_in_batch=normalisers[s // ga])
+                    acc.backward(algo.accumulated_loss(loss, loss_type=c.loss_type, gradient_accumulation_steps=ga))
+                metrics.update(loss=loss.item(), **{"time/update": time.perf_counter() - t0})
                 logs.append(metrics)
                 window_finite = (window_finite if s % ga else True) and math.isfinite(metrics["loss"])
                 if last:
@@ -633,31 +571,15 @@ class GRPOTrainer:
         return path
 
     def save_final(self) -> None:
-        """``final/`` via ``.final.tmp`` renamed into place; an ``OSError`` is an :class:`OutputWriteError`."""
-        acc = self.accelerator
+        """``final/`` via ``.final.tmp`` renamed into place (LoRA merged); an ``OSError`` is an :class:`OutputWriteError`."""
         self._check_weights("final/")
         self._activity = "while writing final/"
-        acc.wait_for_everyone()
-        error = None
-        if acc.is_main_process:
-            final = self.output_dir / "final"
-            tmp = self.output_dir / ".final.tmp"
-            try:
-                shutil.rmtree(tmp, ignore_errors=True)
-                model = self.policy
-                if self.config.use_peft:
-                    model = model.merge_and_unload()
-                model.save_pretrained(tmp, safe_serialization=True)
-                self.processor.save_pretrained(tmp)
-                shutil.rmtree(final, ignore_errors=True)
-                tmp.rename(final)
-            except OSError as exc:
-                error = exc
-                shutil.rmtree(tmp, ignore_errors=True)
-        acc.wait_for_everyone()
-        if self._any_rank(error is not None):
-            error = error or OSError("another process could not write final/")
-            raise OutputWriteError(self._write_failure("final/", error)) from error
+        self.accelerator.wait_for_everyone()
+        try:
+            save_final(self.accelerator, self.scorer, self.processor, self.output_dir, merge_lora=self.config.use_peft,
+                       any_rank=self._any_rank)
+        except OSError as exc:
+            raise OutputWriteError(self._write_failure("final/", exc)) from exc
         self._activity = "after writing final/"
 
     def _write_failure(self, what: str, exc: OSError) -> str:

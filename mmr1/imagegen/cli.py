@@ -73,7 +73,7 @@ def _prepare_parser() -> argparse.ArgumentParser:
 
 def _codebook_of(spec: str) -> int:
     """Codebook size of an image tokenizer (loads it)."""
-    from mmr1.imagegen.plugin import load_image_tokenizer_for
+    from mmr1.imagegen.tokenizers import load_image_tokenizer_for
 
     return int(load_image_tokenizer_for(spec).codebook_size)
 
@@ -131,10 +131,11 @@ def _generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-prefix", default="A photo of ", help="text before each caption (default 'A photo of ')")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None, help="nucleus in (0, 1] (default 1: off)")
     p.add_argument("--num-images", type=int, default=1, help="images per prompt")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="image i (prompt-major) draws from its own stream seeded by (seed, i), as a training rollout's completion does: an image does not depend on --batch-size (default 0)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                    help="model dtype (default float32 on CPU, bfloat16 on GPU)")
@@ -164,8 +165,9 @@ def generate_main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        from mmr1.imagegen.plugin import image_grid_size, load_image_tokenizer_for, load_t2i_vocab
+        from mmr1.imagegen.adapter import load_t2i_vocab
         from mmr1.imagegen.sampling import codes_to_images, generate_image_tokens, save_grid
+        from mmr1.imagegen.tokenizers import image_grid_size, load_image_tokenizer_for
 
         model_dir = Path(opts.model)
         if not model_dir.is_dir():
@@ -193,7 +195,7 @@ def generate_main(argv: list[str] | None = None) -> int:
         out = generate_image_tokens(model, vocab, prompts, h * w, tokenizer=tokenizer, cfg=opts.cfg,
                                     negative_prompt=opts.negative_prompt, temperature=opts.temperature,
                                     top_k=opts.top_k, top_p=opts.top_p,
-                                    generator=torch.Generator().manual_seed(opts.seed), batch_size=opts.batch_size,
+                                    seed=opts.seed, batch_size=opts.batch_size,
                                     prompt_prefix=opts.prompt_prefix, num_generations=opts.num_images)
         images = codes_to_images(out.codes, image_tokenizer, grid=(h, w))
     except _user_errors() as exc:

@@ -63,8 +63,8 @@ def evaluate_t2i(model, tokenizer, vocab, image_tokenizer, per_caption: int = 8,
                  cfg: float = 1.0) -> dict:
     """Sample ``per_caption`` images for each of the 12 demo captions; colour fidelity and shape accuracy.
 
-    Uses :func:`mmr1.imagegen.sampling.generate_image_tokens` (not the training rollout code), with
-    its own seed, so the figures come from fresh samples. Returns ``{"fidelity", "shape_accuracy",
+    Uses :func:`mmr1.imagegen.sampling.generate_image_tokens` (the rollouts' decoder) with its own
+    ``seed``, so the figures come from fresh samples. Returns ``{"fidelity", "shape_accuracy",
     "images", "captions"}``.
     """
     from mmr1.imagegen.sampling import codes_to_images, generate_image_tokens
@@ -73,7 +73,7 @@ def evaluate_t2i(model, tokenizer, vocab, image_tokenizer, per_caption: int = 8,
     items = _captions()
     side = resolution // image_tokenizer.downsample
     out = generate_image_tokens(model, vocab, [c for c, _, _ in items], side * side, tokenizer=tokenizer,
-                                cfg=cfg, temperature=temperature, generator=torch.Generator().manual_seed(seed),
+                                cfg=cfg, temperature=temperature, seed=seed,
                                 prompt_prefix=prompt_prefix, num_generations=per_caption)
     images = codes_to_images(out.codes, image_tokenizer, grid=(side, side))
     captions = [c for c, _, _ in items for _ in range(per_caption)]
@@ -147,7 +147,7 @@ def run_t2i_demo(out_dir: str | Path = "outputs/demo-t2i", seed: int = 0, quick:
     from mmr1.config import build_config
     from mmr1.grpo.trainer import GRPOTrainer
     from mmr1.imagegen.extract import extract_tokens, write_meta
-    from mmr1.imagegen.plugin import T2IAdapter
+    from mmr1.imagegen.adapter import T2IAdapter
     from mmr1.imagegen.shapes import make_shapes
     from mmr1.imagegen.tiny import build_tiny_causal_lm
     from mmr1.imagegen.tokenizers import VQTokenizer

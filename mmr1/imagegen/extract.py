@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +64,6 @@ class ExtractSummary:
     skipped: int = 0  # already extracted by an earlier run
     failed: int = 0
     failures: list = field(default_factory=list)  # [image path (or row), reason]
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def merge(self, other: "ExtractSummary") -> "ExtractSummary":
         return ExtractSummary(

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mmr1.imagegen.foreground import foreground_mask
+
 __all__ = [
     "SHAPES",
     "COLORS",
@@ -30,7 +32,6 @@ __all__ = [
     "write_shapes_dataset",
     "shape_of",
     "shape_scores",
-    "foreground_mask",
 ]
 
 SHAPES = ("circle", "square", "triangle")
@@ -130,26 +131,6 @@ def write_shapes_dataset(out_dir, n: int, seed: int = 0, size: int = 32, meta_na
 # ---------------------------------------------------------------------------------------------
 # rule-based shape classifier
 # ---------------------------------------------------------------------------------------------
-def split_foreground(image: Image.Image, threshold: int = 48, max_side: int = 64):
-    """``(pixels, mask, background)``: the RGB array (int16), the boolean mask of pixels that differ
-    from the background by more than ``threshold`` in some channel, and the background colour (the
-    median border colour). Images larger than ``max_side`` are box-downsampled first.
-    """
-    image = image.convert("RGB")
-    if max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BOX)
-    a = np.asarray(image, dtype=np.int16)
-    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    background = np.median(border, axis=0)
-    return a, np.abs(a - background).max(axis=-1) > threshold, background
-
-
-def foreground_mask(image: Image.Image, threshold: int = 48, max_side: int = 64) -> np.ndarray:
-    """Boolean mask of pixels that differ from the background (see :func:`split_foreground`)."""
-    return split_foreground(image, threshold, max_side)[1]
-
-
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     seen = np.zeros_like(mask, dtype=bool)

@@ -25,6 +25,7 @@ or ``"vq:runs/vq"`` (or a bare folder, recognised by its files).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import warnings
@@ -43,6 +44,8 @@ __all__ = [
     "VQTokenizer",
     "CosmosTokenizer",
     "load_image_tokenizer",
+    "load_image_tokenizer_for",
+    "image_grid_size",
     "images_to_tensor",
     "tensor_to_images",
 ]
@@ -459,6 +462,32 @@ def load_image_tokenizer(spec: str, **options):
             f"with NAME one of {', '.join(list_image_tokenizers())}"
         )
     return get_image_tokenizer(kind).load(path, **options)
+
+
+def load_image_tokenizer_for(spec: str, device=None):
+    """Load an image tokenizer, passing ``device`` only to tokenizers whose ``load`` takes one."""
+    options = {}
+    if device is not None:
+        try:
+            from mmr1.plugins import get_image_tokenizer
+
+            name = spec.partition(":")[0] if ":" in spec else None
+            params = inspect.signature(get_image_tokenizer(name).load).parameters if name else {}
+        except Exception:  # noqa: BLE001 - a bare folder spec: no options
+            params = {}
+        if "device" in params:
+            options["device"] = str(device)
+    return load_image_tokenizer(spec, **options)
+
+
+def image_grid_size(resolution: int, downsample: int) -> tuple[int, int]:
+    """(h, w) of the code grid of a ``resolution`` px square image; a clear error if it does not divide."""
+    resolution, downsample = int(resolution), int(downsample)
+    if resolution <= 0 or resolution % downsample:
+        raise ValueError(f"image_resolution {resolution} is not a positive multiple of the image tokenizer's "
+                         f"downsample factor {downsample} (try {max(1, round(resolution / downsample)) * downsample})")
+    side = resolution // downsample
+    return side, side
 
 
 @hookimpl

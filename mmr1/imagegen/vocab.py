@@ -110,9 +110,6 @@ class T2IVocab:
         ids = torch.as_tensor(ids)
         return (ids >= self.first_visual_id) & (ids < self.end_visual_id)
 
-    def visual_token(self, code: int) -> str:
-        return self.visual_token_format.format(int(code))
-
     # -- persistence ------------------------------------------------------------------------------
     def to_json(self) -> dict:
         d = asdict(self)

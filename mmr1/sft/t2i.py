@@ -16,7 +16,7 @@ Config keys used: model_name_or_path, dataset (``t2i_meta``; the default ``json`
 ``t2i_meta`` here), dataset_path, dataset_kwargs, train_sample_size, prompt_prefix, p_drop_cond,
 sample_short, model_max_length, image_tokenizer (recorded in ``t2i.json``), torch_dtype, bf16,
 attn_implementation, gradient_checkpointing, learning_rate, lr_scheduler_type, warmup_steps,
-warmup_ratio, weight_decay, adam_beta1/2, max_grad_norm, max_steps, num_train_epochs,
+warmup_ratio, lr_scheduler_kwargs, weight_decay, adam_beta1/2, max_grad_norm, max_steps, num_train_epochs,
 per_device_train_batch_size, gradient_accumulation_steps, seed, output_dir, logging_steps,
 save_steps, save_total_limit, resume_from_checkpoint, report_to, run_name, disable_tqdm.
 """
@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -136,39 +135,6 @@ def _dtype(config: TrainConfig, use_gpu: bool):
     return getattr(torch, config.torch_dtype), "no"
 
 
-def _save_model(accelerator, wrapped, processor, path: Path) -> None:
-    """Model (gathered under ZeRO-3), tokenizer and t2i.json into ``path`` (main process writes)."""
-    state = accelerator.get_state_dict(wrapped)
-    if accelerator.is_main_process:
-        model = accelerator.unwrap_model(wrapped).model
-        state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}
-        model.save_pretrained(path, state_dict=state, safe_serialization=True)
-        processor.save_pretrained(path)
-
-
-def _save_checkpoint(accelerator, wrapped, processor, state: dict, output_dir: Path, step: int,
-                     total_limit: int | None) -> Path:
-    from mmr1.grpo.checkpoint import STATE_FILE, list_checkpoints
-
-    final = output_dir / f"checkpoint-{step}"
-    tmp = output_dir / f".checkpoint-{step}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / "accelerate"))
-    _save_model(accelerator, wrapped, processor, tmp / "model")
-    if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        if total_limit:
-            for old in list_checkpoints(output_dir)[:-total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
 def _load_rows(config: TrainConfig):
     from mmr1.grpo.setup import data_path
     from mmr1.plugins import get_dataset, load_plugins
@@ -189,12 +155,13 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     Returns ``{"final": path, "steps": n, "losses": [per optimizer step], "first_loss", "last_loss",
     "seconds"}`` (on every process; the files are written by the main process).
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, get_scheduler
+    from transformers import AutoModelForCausalLM
 
-    from mmr1.grpo.checkpoint import load_checkpoint, resolve_resume
+    from mmr1.grpo.build import build_accelerator, build_optimizer, build_scheduler, report_to
+
+    from mmr1.grpo.checkpoint import check_launch, load_checkpoint, resolve_resume, save_checkpoint, save_final
     from mmr1.imagegen.plugin import T2IAdapter
 
     c = config
@@ -207,21 +174,22 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     ga = max(1, int(c.gradient_accumulation_steps))
     use_gpu = torch.cuda.is_available()
     weight_dtype, mixed = _dtype(c, use_gpu)
-    report_to = [] if c.report_to in ("none", ["none"], None) else c.report_to
+    trackers = report_to(c)
     if accelerator is None:
-        kwargs = {"gradient_accumulation_steps": ga, "log_with": report_to or None, "project_dir": c.output_dir}
+        kwargs = {"gradient_accumulation_steps": ga}
         if mixed != "no":
             kwargs["mixed_precision"] = mixed
         try:
-            accelerator = Accelerator(**kwargs)
+            accelerator = build_accelerator(c, **kwargs)
         except ValueError as exc:  # accelerate's state was set up earlier in this process (another trainer)
             if "mixed_precision" not in kwargs or "already been initialized" not in str(exc):
                 raise
             del kwargs["mixed_precision"]
-            accelerator = Accelerator(**kwargs)
+            accelerator = build_accelerator(c, **kwargs)
             log.warning("accelerate was already initialised in this process with mixed precision %r; training "
                         "with that instead of %r", accelerator.mixed_precision, mixed)
     acc = accelerator
+    check_launch(acc, c, generates=False)
     set_seed(c.seed)
 
     processor = T2IAdapter.load_processor(str(model_path))
@@ -255,16 +223,13 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     wrapped = _LM(model)
-    params = [p for p in wrapped.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=c.learning_rate, betas=(c.adam_beta1, c.adam_beta2),
-                                  weight_decay=c.weight_decay)
+    optimizer = build_optimizer(wrapped, c)
     wrapped, optimizer, loader = acc.prepare(wrapped, optimizer, loader)
     if len(loader) == 0:
         raise ValueError(f"dataset {c.dataset_path}: {len(dataset)} rows make no batch of {per_device} per process")
     steps_per_epoch = max(1, math.ceil(len(loader) / ga))
     total = c.max_steps if c.max_steps > 0 else max(1, math.ceil(c.num_train_epochs * steps_per_epoch))
-    warmup = c.warmup_steps or math.ceil(c.warmup_ratio * total)
-    scheduler = get_scheduler(c.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    scheduler = build_scheduler(optimizer, c, total)
     acc.register_for_checkpointing(scheduler)
 
     out = Path(c.output_dir)
@@ -276,7 +241,7 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
         state = load_checkpoint(acc, resume)
         step, epoch, skip = state["global_step"], state["epoch"], state["batches_in_epoch"]
         acc.print(f"resumed from {resume} at step {step} (epoch {epoch}, batch {skip})")
-    if acc.is_main_process and report_to:
+    if acc.is_main_process and trackers:
         acc.init_trackers(c.run_name or "mmr1-t2i-sft", config={k: v for k, v in c.to_dict().items()
                                                                  if isinstance(v, (int, float, str, bool))})
     metrics_path = out / "metrics.jsonl"
@@ -321,13 +286,13 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
             if acc.is_main_process and (step % max(1, c.logging_steps) == 0 or step >= total):
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(stats) + "\n")
-                if report_to:
+                if trackers:
                     acc.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, step=step)
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             if next_save is not None and step >= next_save and step < total:
                 state = {"global_step": step, "epoch": epoch, "batches_in_epoch": seen, "total_steps": total}
-                _save_checkpoint(acc, wrapped, processor, state, out, step, c.save_total_limit)
+                save_checkpoint(acc, wrapped, processor, state, out, step, c.save_total_limit)
                 next_save = (step // c.save_steps + 1) * c.save_steps
             if step >= total:
                 break
@@ -337,17 +302,7 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
         break
     bar.close()
 
-    final = out / "final"
-    tmp = out / ".final.tmp"
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    acc.wait_for_everyone()
-    _save_model(acc, wrapped, processor, tmp)
-    if acc.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-    acc.wait_for_everyone()
+    final = save_final(acc, wrapped, processor, out)
     acc.end_training()
     seconds = round(time.perf_counter() - t_start, 1)
     summary = {"final": str(final), "steps": step, "losses": losses,

@@ -9,7 +9,7 @@
 The scorer modules import transformers only when a scorer is constructed.
 """
 
-from mmr1 import hookimpl
+from mmr1.api import hookimpl
 
 from mmr1_imagegen.clip import HPS, Aesthetic, ClipScore, PickScore
 from mmr1_imagegen.color import color_fidelity

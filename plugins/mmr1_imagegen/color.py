@@ -8,7 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from mmr1.imagegen.shapes import split_foreground
+from mmr1.api import split_foreground
 from mmr1_imagegen.text import MARKER, text_of
 
 # Names the reward understands, with synonyms mapped to a palette name.
@@ -69,14 +69,6 @@ def color_histogram(image: Image.Image, threshold: int = 48, max_side: int = 64)
             name = color_name(rgb)
             counts[name] = counts.get(name, 0) + int(k)
     return counts, color_name(background)
-
-
-def dominant_color(image: Image.Image, threshold: int = 48) -> str:
-    """The palette name covering most foreground pixels (the background's name if there is none)."""
-    counts, background = color_histogram(image, threshold=threshold)
-    if not counts:
-        return background
-    return max(sorted(counts), key=lambda k: counts[k])
 
 
 def asked_color(text: str) -> str | None:

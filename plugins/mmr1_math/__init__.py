@@ -4,7 +4,7 @@ Rewards: ``format`` (MMR1: ``r1v_format``), ``accuracy`` (MMR1: ``r1v_acc``), ``
 ``timeouts()`` / ``stats()`` report how often math-verify ran past its deadline.
 """
 
-from mmr1 import hookimpl
+from mmr1.api import hookimpl
 
 from mmr1_math._pool import shutdown
 from mmr1_math.accuracy import accuracy_reward, reset_stats, stats, timeouts

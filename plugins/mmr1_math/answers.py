@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from mmr1.parsing import ANSWER_CLOSE, ANSWER_OPEN, answer_block, as_text  # noqa: F401 - re-exported
+from mmr1.api import ANSWER_CLOSE, ANSWER_OPEN, answer_block, as_text  # noqa: F401 - re-exported
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE = re.compile(r"\\[{}]|[{}]")  # escaped braces (\{ \}) are matched whole and ignored

@@ -145,11 +145,6 @@ def read_choice(region: str, options: dict[str, str], whole: bool = False) -> tu
 _SENTENCE_END = re.compile(r"[.!?](?=\s+(?![A-E](?![A-Za-z])))|\n")
 
 
-def chosen_letter(region: str, options: dict[str, str]) -> str | None:
-    """The option letter a completion's answer chooses, or None (hedged or not: see :func:`read_choice`)."""
-    return read_choice(region, options)[0]
-
-
 def mcq_reward(completions, solution=None, problem=None, choices=None, **kwargs):
     """1.0 if the option letter (A-E) chosen in the answer (last ``<answer>`` block, else last ``\\boxed{}``, else the completion) matches the ``solution`` letter, or the option whose text is the solution, else 0.0; None where the solution is missing. Reads ``solution`` and ``problem`` (options such as ``A. cat`` / ``(B) dog``), or a ``choices`` column (list of option texts); range {0, 1}.
 

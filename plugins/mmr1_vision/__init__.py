@@ -6,7 +6,7 @@ Rewards: ``iou`` and MMR1's shaped ``perpo_reward`` (grounding), ``detection_ap`
 coordinate frame (``mmr1_vision.frames``: original, resized, qwen1000, normalized).
 """
 
-from mmr1 import hookimpl
+from mmr1.api import hookimpl
 
 from mmr1_vision.detection import average_precision, detection_ap, detection_ap50
 from mmr1_vision.grounding import box_iou, iou_reward, perpo_reward

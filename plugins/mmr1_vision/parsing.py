@@ -11,7 +11,7 @@ import json
 import math
 import re
 
-from mmr1.parsing import ANSWER_CLOSE, ANSWER_OPEN, answer_block, as_text  # noqa: F401 - re-exported
+from mmr1.api import ANSWER_CLOSE, ANSWER_OPEN, answer_block, as_text  # noqa: F401 - re-exported
 
 MAX_PARSE_CHARS = 200_000
 

@@ -1,6 +1,6 @@
 """A reward with variance even for a random model, for trainer tests."""
 
-from mmr1 import hookimpl
+from mmr1.api import hookimpl
 
 
 def vowel_share(completions, **kwargs):

@@ -1,0 +1,100 @@
+"""What GRPO and SFT build the same way from the config: the accelerator, the policy model, AdamW, the lr scheduler."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mmr1.config import TrainConfig
+
+
+def report_to(config: TrainConfig) -> list:
+    """The trackers named by ``report_to`` (an empty list for ``none``)."""
+    return [] if config.report_to in ("none", ["none"], None) else config.report_to
+
+
+def build_accelerator(config: TrainConfig, **kwargs):
+    """An ``Accelerator`` logging to ``report_to`` with ``output_dir`` as its project folder."""
+    from accelerate import Accelerator
+
+    return Accelerator(log_with=report_to(config) or None, project_dir=config.output_dir, **kwargs)
+
+
+def policy_dtype(config: TrainConfig, use_gpu: bool) -> torch.dtype:
+    """``torch_dtype``; ``auto`` is bfloat16 where bf16 is on (default: on a GPU), else float32."""
+    if config.torch_dtype == "auto":
+        return torch.bfloat16 if (config.bf16 if config.bf16 is not None else use_gpu) else torch.float32
+    return getattr(torch, config.torch_dtype)
+
+
+def freeze(model, config: TrainConfig) -> None:
+    """Apply ``freeze_vision_tower`` / ``train_parts``."""
+    names = {n for n, _ in model.named_parameters()}
+    vision = {n for n in names if ".visual." in f".{n}" or "vision_tower" in n}
+    projector = {n for n in vision if "merger" in n or "projector" in n}
+    trainable = {
+        "all": names,
+        "language_model": names - vision,
+        "projector": projector,
+        "projector+language_model": (names - vision) | projector,
+    }[config.train_parts]
+    if config.freeze_vision_tower:
+        trainable = trainable - (vision - projector)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in trainable)
+
+
+def apply_lora(model, config: TrainConfig):
+    """``model`` wrapped in LoRA adapters (``lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_target_modules``)."""
+    from peft import LoraConfig, get_peft_model
+
+    from mmr1.config import ConfigError
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        if "not found" not in str(exc) and "target" not in str(exc).lower():
+            raise
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ConfigError(f"lora_target_modules {config.lora_target_modules!r} match no module of the model; its "
+                          f"linear layers are named {', '.join(linear[:12])}{' ...' if len(linear) > 12 else ''} "
+                          f"(or use all-linear)") from None
+
+
+def load_policy(adapter_cls, config: TrainConfig, dtype: torch.dtype):
+    """The model to train, in train mode: frozen parts, LoRA and gradient checkpointing applied as configured."""
+    model = adapter_cls.load_model(config.model_name_or_path, dtype, config.attn_implementation)
+    freeze(model, config)
+    if config.use_peft:
+        model = apply_lora(model, config)
+    if config.gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):        # transformers >= 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    model.train()        # from_pretrained returns eval mode, where checkpointing (and dropout) never act
+    return model
+
+
+def build_optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (``learning_rate``, ``adam_beta1/2``, ``weight_decay``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters: check train_parts / freeze_vision_tower / use_peft")
+    return torch.optim.AdamW(params, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                             weight_decay=config.weight_decay)
+
+
+def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
+    """``lr_scheduler_type`` over ``total_steps`` with ``warmup_steps`` (else ``warmup_ratio``) and
+    ``lr_scheduler_kwargs``."""
+    from transformers import get_scheduler
+
+    warmup = config.warmup_steps or math.ceil(config.warmup_ratio * total_steps)
+    return get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps,
+                         scheduler_specific_kwargs=dict(config.lr_scheduler_kwargs) or None)
