@@ -15,6 +15,22 @@ def report_to(config: TrainConfig) -> list:
     return [] if config.report_to in ("none", ["none"], None) else config.report_to
 
 
+def start_trackers(accelerator, config: TrainConfig, default_name: str) -> bool:
+    """Start the ``report_to`` trackers on the main process (run ``run_name``, else ``default_name``, with the
+    config's scalar keys); True when there are trackers to log to."""
+    trackers = report_to(config)
+    if trackers and accelerator.is_main_process:
+        accelerator.init_trackers(config.run_name or default_name,
+                                  config={k: v for k, v in config.to_dict().items()
+                                          if isinstance(v, (int, float, str, bool))})
+    return bool(trackers)
+
+
+def log_to_trackers(accelerator, stats: dict, step: int) -> None:
+    """The numeric entries of ``stats`` to the trackers, at ``step``."""
+    accelerator.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, step=step)
+
+
 def build_accelerator(config: TrainConfig, **kwargs):
     """An ``Accelerator`` logging to ``report_to`` with ``output_dir`` as its project folder."""
     from accelerate import Accelerator

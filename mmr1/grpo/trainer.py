@@ -24,8 +24,8 @@ from torch import nn
 from mmr1.config import TrainConfig
 from mmr1.grpo import algorithms as algo
 from mmr1.grpo.batching import PromptSampler
-from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, load_policy,
-                              policy_dtype)
+from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, load_policy, log_to_trackers,
+                              policy_dtype, report_to, start_trackers)
 from mmr1.grpo.checkpoint import (check_launch, check_output_dir, list_checkpoints, load_checkpoint, remove_stale_tmp,
                                   resolve_resume, save_checkpoint, save_final)
 from mmr1.grpo.rewards import RewardRunner, TrainerState, dataset_columns
@@ -456,9 +456,7 @@ class GRPOTrainer:
                             self.output_dir)
             if c.resume_from_checkpoint and acc.is_main_process:
                 self._truncate_logs(self.global_step)
-            if acc.is_main_process and c.report_to not in ("none", ["none"]):
-                acc.init_trackers(c.run_name or "mmr1", config={k: v for k, v in c.to_dict().items()
-                                                                if isinstance(v, (int, float, str, bool))})
+            start_trackers(acc, c, "mmr1")
             bar = tqdm(total=self.total_steps, initial=self.global_step,
                        disable=c.disable_tqdm or not acc.is_main_process, desc="GRPO", dynamic_ncols=True)
             next_save = self._next_save()
@@ -634,8 +632,8 @@ class GRPOTrainer:
                 f.write(json.dumps(_jsonable(stats)) + "\n")
         except OSError as exc:
             raise OutputWriteError(self._write_failure(self.metrics_path.name, exc)) from exc
-        if self.config.report_to not in ("none", ["none"]):
-            self.accelerator.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, step=self.global_step)
+        if report_to(self.config):
+            log_to_trackers(self.accelerator, stats, self.global_step)
 
     def _log_completions(self, texts, table, advantages, rows, prompt_of) -> None:
         with self.completions_path.open("a") as f:

@@ -159,7 +159,7 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM
 
-    from mmr1.grpo.build import build_accelerator, build_optimizer, build_scheduler, report_to
+    from mmr1.grpo.build import build_accelerator, build_optimizer, build_scheduler, log_to_trackers, start_trackers
 
     from mmr1.grpo.checkpoint import check_launch, load_checkpoint, resolve_resume, save_checkpoint, save_final
     from mmr1.imagegen.plugin import T2IAdapter
@@ -174,7 +174,6 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     ga = max(1, int(c.gradient_accumulation_steps))
     use_gpu = torch.cuda.is_available()
     weight_dtype, mixed = _dtype(c, use_gpu)
-    trackers = report_to(c)
     if accelerator is None:
         kwargs = {"gradient_accumulation_steps": ga}
         if mixed != "no":
@@ -241,9 +240,7 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
         state = load_checkpoint(acc, resume)
         step, epoch, skip = state["global_step"], state["epoch"], state["batches_in_epoch"]
         acc.print(f"resumed from {resume} at step {step} (epoch {epoch}, batch {skip})")
-    if acc.is_main_process and trackers:
-        acc.init_trackers(c.run_name or "mmr1-t2i-sft", config={k: v for k, v in c.to_dict().items()
-                                                                 if isinstance(v, (int, float, str, bool))})
+    trackers = start_trackers(acc, c, "mmr1-t2i-sft")
     metrics_path = out / "metrics.jsonl"
     bar = tqdm(total=total, initial=step, desc="T2I SFT", dynamic_ncols=True,
                disable=c.disable_tqdm or not acc.is_local_main_process)
@@ -287,7 +284,7 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(stats) + "\n")
                 if trackers:
-                    acc.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, step=step)
+                    log_to_trackers(acc, stats, step)
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             if next_save is not None and step >= next_save and step < total:

@@ -39,17 +39,18 @@ def answer_ids(adapter, texts: list[str], device) -> tuple[torch.Tensor, torch.T
     return ids.to(device), mask.to(device)
 
 
-def sft_step(adapter, scorer, rows, template, answers: list[str], tokens=None) -> torch.Tensor:
+def sft_step(adapter, scorer, rows, template, answers: list[str], tokens=None, targets=None) -> torch.Tensor:
     """Token cross-entropy of ``answers`` (already in template form) given the rows' prompts, summed and divided by
     ``tokens`` (default: the answer tokens of this batch, i.e. the mean). ``scorer`` is a
-    :class:`~mmr1.grpo.trainer.PolicyScorer`, possibly wrapped by accelerate."""
+    :class:`~mmr1.grpo.trainer.PolicyScorer`, possibly wrapped by accelerate; ``targets``: the answers'
+    :func:`answer_ids`, when the caller has them already."""
     from mmr1.templates import row_messages
 
     device = next(scorer.parameters()).device
     images = [load_images(r.get("image", [])) if adapter.takes_images else [] for r in rows]
     messages = [row_messages(template, r, len(im)) for r, im in zip(rows, images)]
     prompts = adapter.encode_prompts(messages, images).to(device)
-    ids, mask = answer_ids(adapter, answers, device)
+    ids, mask = answer_ids(adapter, answers, device) if targets is None else (t.to(device) for t in targets)
     index = torch.arange(len(rows), device=device)
     logits = scorer(prompts, index, ids, mask)
     logp = algo.selective_log_softmax(algo.at_least_float32(logits), ids)
@@ -104,16 +105,17 @@ def fit(adapter, scorer, optimizer, scheduler, accelerator, batches: RandomBatch
     for step in progress(steps_iter) if progress else steps_iter:
         t0 = time.perf_counter()
         micro = batches.take(c.per_device_train_batch_size, ga, acc.process_index, n)
+        targets = [answer_ids(adapter, answers, "cpu") for _, answers in micro]
         tokens = None
         if ga > 1 or n > 1:
-            local = sum(int(answer_ids(adapter, answers, "cpu")[1].sum()) for _, answers in micro)
+            local = sum(int(mask.sum()) for _, mask in targets)
             tokens = acc.reduce(torch.tensor(float(local), device=acc.device), reduction="sum").item() / n
         loss_sum = 0.0
-        for k, (rows, answers) in enumerate(micro):
+        for k, ((rows, answers), target) in enumerate(zip(micro, targets)):
             last = k == ga - 1
             sync = acc.no_sync(scorer) if not last and n > 1 else contextlib.nullcontext()
             with sync:
-                loss = sft_step(adapter, scorer, rows, batches.template, answers, tokens)
+                loss = sft_step(adapter, scorer, rows, batches.template, answers, tokens, target)
                 acc.backward(loss)
             loss_sum += loss.item()
         grad_norm = None
@@ -160,8 +162,8 @@ def run_vlm_sft(config: TrainConfig, accelerator=None) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, load_policy, policy_dtype,
-                                 report_to)
+    from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, load_policy, log_to_trackers,
+                                 policy_dtype, start_trackers)
     from mmr1.grpo.checkpoint import (check_launch, load_checkpoint, remove_stale_tmp, resolve_resume,
                                       save_checkpoint, save_final)
     from mmr1.grpo.setup import prepare
@@ -194,17 +196,14 @@ def run_vlm_sft(config: TrainConfig, accelerator=None) -> dict:
     if resume is not None:
         start = load_checkpoint(acc, resume)["global_step"]
         acc.print(f"resumed from {resume} at step {start}")
-    trackers = report_to(c)
-    if acc.is_main_process and trackers:
-        acc.init_trackers(c.run_name or "mmr1-sft", config={k: v for k, v in c.to_dict().items()
-                                                             if isinstance(v, (int, float, str, bool))})
+    trackers = start_trackers(acc, c, "mmr1-sft")
 
     def on_step(step: int, stats: dict) -> None:
         if acc.is_main_process and (step % max(1, c.logging_steps) == 0 or step >= steps):
             with (out / "metrics.jsonl").open("a") as f:
                 f.write(json.dumps(stats) + "\n")
             if trackers:
-                acc.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, step=step)
+                log_to_trackers(acc, stats, step)
         if c.save_steps and step % c.save_steps == 0 and step < steps:
             save_checkpoint(acc, scorer, processor, {"global_step": step, "total_steps": steps}, out, step,
                             c.save_total_limit)
