@@ -319,9 +319,9 @@ def run_train(args) -> dict:
         buffer, stats = rollout()
         _sync()
         steps.append({"rollout_s": time.perf_counter() - t0, "rollout_peak_gb": _gb(_peak()),
-                      "completion_tokens": int(buffer["mask"].sum()),
-                      "completion_len_min_max": [int(buffer["mask"].sum(1).min()), int(buffer["mask"].sum(1).max())],
-                      "prompt_tokens": int(buffer["prompts"].attention_mask.sum(1).max())})
+                      "completion_tokens": int(buffer.completion_mask.sum()),
+                      "completion_len_min_max": [int(buffer.completion_mask.sum(1).min()), int(buffer.completion_mask.sum(1).max())],
+                      "prompt_tokens": int(buffer.prompts.attention_mask.sum(1).max())})
         return buffer, stats
 
     def timed_update(buffer):

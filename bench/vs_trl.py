@@ -52,41 +52,36 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:           # run from a checkout without installing mmr1
     sys.path.insert(0, str(REPO))
 
+from length_reward import length_reward, register_length_reward  # noqa: E402 (bench/, the script's folder)
+
 
 # -- shared pieces -------------------------------------------------------------------------------------
 
-def length_reward(completions, **kwargs):
-    """Trivial reward for both systems: the completion's length in characters / 100."""
-    out = []
-    for c in completions:
-        if isinstance(c, list):           # trl passes conversational completions as messages
-            c = "".join(m.get("content", "") if isinstance(m.get("content"), str) else "" for m in c)
-        out.append(len(c) / 100.0)
-    return out
+def _proc_status_mib(field: str) -> float | None:
+    """A size line of /proc/self/status (``VmHWM``, ``VmRSS``), MiB; None where there is none to read."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
 
 def peak_rss_mib() -> float:
     """Peak resident set size of this process (VmHWM), MiB; falls back to getrusage."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    peak = _proc_status_mib("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def rss_now_mib() -> float:
-    """Current resident set size (VmRSS), MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
+    """Current resident set size (VmRSS), MiB; NaN where /proc cannot tell."""
+    now = _proc_status_mib("VmRSS")
+    return float("nan") if now is None else now
 
 
 def _set_threads(threads: int) -> None:
@@ -139,24 +134,14 @@ def build_workspace(root: Path, image_size: int, n_rows: int, seed: int) -> dict
 
 def run_mmr1(args) -> dict:
     import dataclasses
-    import types
 
     import torch
 
     _set_threads(args.threads)
-    import mmr1
     from mmr1.config import build_config
     from mmr1.grpo.trainer import GRPOTrainer
-    from mmr1.plugins import get_plugin_manager
 
-    plugin = types.ModuleType("bench_vs_trl_rewards")
-
-    @mmr1.hookimpl
-    def register_rewards(register):
-        register("bench_length", length_reward)
-
-    plugin.register_rewards = register_rewards
-    get_plugin_manager().add_module(plugin, plugin_name="bench_vs_trl")
+    register_length_reward("bench_vs_trl")
 
     total = args.warmup + args.steps
     config = build_config({
@@ -197,12 +182,12 @@ def run_mmr1(args) -> dict:
         t0 = time.perf_counter()
         buffer, stats = rollout()
         gen_times.append(time.perf_counter() - t0)
-        mask = buffer["prompts"].attention_mask
-        lengths.append(int(buffer["mask"].sum(1).min()))
-        lengths.append(int(buffer["mask"].sum(1).max()))
+        mask = buffer.prompts.attention_mask
+        lengths.append(int(buffer.completion_mask.sum(1).min()))
+        lengths.append(int(buffer.completion_mask.sum(1).max()))
         prompt_lens.append(int(mask.sum(1).max()))
         if not first_ids:
-            first_ids.extend(buffer["prompts"].input_ids[0][mask[0].bool()].tolist())
+            first_ids.extend(buffer.prompts.input_ids[0][mask[0].bool()].tolist())
         return buffer, stats
 
     def timed_update(buffer):

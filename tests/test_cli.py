@@ -33,6 +33,16 @@ def _config(folder: Path, text: str, name: str = "run.yaml") -> Path:
     return path
 
 
+# what the configs below hold unless a test sets it: the rows of _good_data, 2 completions a prompt, 2 a device
+BASE_SETTINGS = {"dataset_path": "good.jsonl", "num_generations": 2, "per_device_train_batch_size": 2}
+
+
+def _config_for(folder: Path, model, **settings) -> Path:
+    """A ``run.yaml`` for ``model``: one ``key: value`` line a setting, ``settings`` over ``BASE_SETTINGS``."""
+    keys = {"model_name_or_path": model, **BASE_SETTINGS, **settings}
+    return _config(folder, "".join(f"{key}: {value}\n" for key, value in keys.items()))
+
+
 def _good_data(folder: Path) -> Path:
     _png(folder / "red.png")
     _png(folder / "blue.png", (0, 0, 255))
@@ -66,12 +76,7 @@ def test_check_reports_every_bad_row_with_its_number(tmp_path, tiny_model, capsy
     ]
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: data.jsonl
-        num_generations: 2
-        per_device_train_batch_size: 2
-        """)
+    config = _config_for(tmp_path, tiny_model, dataset_path="data.jsonl")
     code, out, _ = _run(capsys, "check", str(config))
     assert code != 0
     assert "config OK" not in out
@@ -89,14 +94,8 @@ def test_check_good_config_is_ok(tmp_path, tiny_model, capsys):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     _good_data(data_dir)
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: data/good.jsonl
-        template: r1v
-        rewards: [accuracy, format]
-        num_generations: 2
-        per_device_train_batch_size: 4
-        """)
+    config = _config_for(tmp_path, tiny_model, dataset_path="data/good.jsonl", template="r1v",
+                         rewards="[accuracy, format]", per_device_train_batch_size=4)
     code, out, _ = _run(capsys, "check", str(config))
     assert code == 0, out
     assert "config OK" in out
@@ -105,14 +104,7 @@ def test_check_good_config_is_ok(tmp_path, tiny_model, capsys):
 
 def test_check_reports_config_problems(tmp_path, tiny_model, capsys):
     _good_data(tmp_path)
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: good.jsonl
-        num_generations: 2
-        per_device_train_batch_size: 2
-        learnng_rate: 1e-5
-        loss_type: ppo
-        """)
+    config = _config_for(tmp_path, tiny_model, learnng_rate="1e-5", loss_type="ppo")
     code, out, _ = _run(capsys, "check", str(config), "--bogus_option", "1")
     assert code != 0 and "config OK" not in out
     assert "unknown key 'learnng_rate'" in out and "Did you mean 'learning_rate'?" in out
@@ -122,13 +114,8 @@ def test_check_reports_config_problems(tmp_path, tiny_model, capsys):
 
 def test_check_reports_unknown_reward_and_impossible_batch_together(tmp_path, tiny_model, capsys):
     _good_data(tmp_path)
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: good.jsonl
-        rewards: [acuracy, format]
-        num_generations: 3
-        per_device_train_batch_size: 4
-        """)
+    config = _config_for(tmp_path, tiny_model, rewards="[acuracy, format]", num_generations=3,
+                         per_device_train_batch_size=4)
     code, out, _ = _run(capsys, "check", str(config))
     assert code != 0 and "config OK" not in out
     assert "2 problem(s)" in out
@@ -139,13 +126,7 @@ def test_check_reports_unknown_reward_and_impossible_batch_together(tmp_path, ti
 
 def test_check_unknown_template_and_missing_model(tmp_path, capsys):
     _good_data(tmp_path)
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tmp_path / "no_model_here"}
-        dataset_path: good.jsonl
-        template: r1vv
-        num_generations: 2
-        per_device_train_batch_size: 2
-        """)
+    config = _config_for(tmp_path, tmp_path / "no_model_here", template="r1vv")
     code, out, _ = _run(capsys, "check", str(config))
     assert code != 0
     assert "template: unknown template 'r1vv'. Did you mean 'r1v'?" in out
@@ -154,12 +135,7 @@ def test_check_unknown_template_and_missing_model(tmp_path, capsys):
 
 def test_check_batch_arithmetic_counts_processes(tmp_path, tiny_model, capsys):
     _good_data(tmp_path)
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: good.jsonl
-        num_generations: 4
-        per_device_train_batch_size: 2
-        """)
+    config = _config_for(tmp_path, tiny_model, num_generations=4)
     code, out, _ = _run(capsys, "check", str(config))
     assert code != 0 and "not divisible by num_generations (4)" in out
     code, out, _ = _run(capsys, "check", str(config), "--num-processes", "2")
@@ -167,12 +143,7 @@ def test_check_batch_arithmetic_counts_processes(tmp_path, tiny_model, capsys):
 
 
 def test_check_missing_data_file(tmp_path, tiny_model, capsys):
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: nowhere.jsonl
-        num_generations: 2
-        per_device_train_batch_size: 2
-        """)
+    config = _config_for(tmp_path, tiny_model, dataset_path="nowhere.jsonl")
     code, out, _ = _run(capsys, "check", str(config))
     assert code != 0 and "train data:" in out and "nowhere.jsonl" in out
 
@@ -187,14 +158,7 @@ def test_check_config_plugin_reward(tmp_path, tiny_model, capsys):
         def register_rewards(register):
             register("always_one", lambda completions, **kw: [1.0] * len(completions))
         '''), encoding="utf-8")
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: good.jsonl
-        plugins: [./my_rewards.py]
-        rewards: [always_one]
-        num_generations: 2
-        per_device_train_batch_size: 2
-        """)
+    config = _config_for(tmp_path, tiny_model, plugins="[./my_rewards.py]", rewards="[always_one]")
     code, out, _ = _run(capsys, "check", str(config))
     assert code == 0 and "config OK" in out
 
@@ -243,14 +207,7 @@ def test_train_bad_key_exits_2_before_the_model(tmp_path, monkeypatch, capsys):
     _forbid_model_loading(monkeypatch)
     _good_data(tmp_path)
     missing_model = tmp_path / "no_such_model"
-    config = _config(tmp_path, f"""
-        model_name_or_path: {missing_model}
-        dataset_path: good.jsonl
-        num_generations: 2
-        per_device_train_batch_size: 2
-        learnng_rate: 1e-5
-        output_dir: {tmp_path / "out"}
-        """)
+    config = _config_for(tmp_path, missing_model, learnng_rate="1e-5", output_dir=tmp_path / "out")
     code, _, err = _run(capsys, "train", str(config))
     assert code == 2
     assert "mmr1 train: error:" in err
@@ -268,13 +225,8 @@ def test_train_bad_override_exits_2(tmp_path, capsys):
 def test_train_impossible_batch_exits_2_before_the_model(tmp_path, monkeypatch, capsys):
     _forbid_model_loading(monkeypatch)
     _good_data(tmp_path)
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tmp_path / "no_such_model"}
-        dataset_path: good.jsonl
-        num_generations: 3
-        per_device_train_batch_size: 4
-        output_dir: {tmp_path / "out"}
-        """)
+    config = _config_for(tmp_path, tmp_path / "no_such_model", num_generations=3, per_device_train_batch_size=4,
+                         output_dir=tmp_path / "out")
     code, _, err = _run(capsys, "train", str(config))
     assert code == 2
     assert "per_device_train_batch_size (4)" in err and "not divisible by num_generations (3)" in err
@@ -286,15 +238,7 @@ def test_train_impossible_batch_exits_2_before_the_model(tmp_path, monkeypatch, 
 def test_train_unknown_reward_exits_2_before_the_model(tmp_path, tiny_model, monkeypatch, capsys):
     _forbid_model_loading(monkeypatch)
     _good_data(tmp_path)
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: good.jsonl
-        rewards: [acuracy]
-        num_generations: 2
-        per_device_train_batch_size: 2
-        max_steps: 1
-        output_dir: {tmp_path / "out"}
-        """)
+    config = _config_for(tmp_path, tiny_model, rewards="[acuracy]", max_steps=1, output_dir=tmp_path / "out")
     code, _, err = _run(capsys, "train", str(config))
     assert code == 2
     assert "unknown reward 'acuracy'" in err and "Did you mean 'accuracy'?" in err
@@ -306,13 +250,7 @@ def test_train_bad_data_exits_2_before_the_model(tmp_path, tiny_model, monkeypat
     _forbid_model_loading(monkeypatch)
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps({"problem": "no solution"}) + "\n", encoding="utf-8")
-    config = _config(tmp_path, f"""
-        model_name_or_path: {tiny_model}
-        dataset_path: bad.jsonl
-        num_generations: 2
-        per_device_train_batch_size: 2
-        output_dir: {tmp_path / "out"}
-        """)
+    config = _config_for(tmp_path, tiny_model, dataset_path="bad.jsonl", output_dir=tmp_path / "out")
     code, _, err = _run(capsys, "train", str(config))
     assert code == 2
     assert f"{data}, row 1: missing field 'solution'" in err

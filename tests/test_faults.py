@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from crashing import train_until_crash
 from test_hardening import _cli, _write
 from test_hardening import _config as hardening_config
 
@@ -211,20 +212,7 @@ def test_before_the_first_step_nothing_is_saved(tiny_vl, tmp_path, monkeypatch, 
 def test_resume_truncates_the_logs_to_the_checkpoint(tiny_vl, tmp_path, monkeypatch, caplog, straight):
     """A crash after step 3 with checkpoint-2: the resumed run logs steps 3.. again, each step ends up once."""
     cfg = _config_built(tiny_vl, tmp_path / "out", save_steps=2, log_completions=True, num_completions_to_log=2)
-    trainer = GRPOTrainer(cfg)
-    rollout = trainer.rollout
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_step_3():
-        if trainer.global_step == 3:
-            raise Crash
-        return rollout()
-
-    monkeypatch.setattr(trainer, "rollout", crash_after_step_3)
-    with pytest.raises(Crash):
-        trainer.train()
+    train_until_crash(GRPOTrainer(cfg), monkeypatch, after_step=3)
     out = tmp_path / "out"
     assert _steps(out / "metrics.jsonl") == [1, 2, 3]
     with (out / "metrics.jsonl").open("a") as f:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from crashing import train_until_crash
 from launching import run_processes
 
 from mmr1.config import build_config
@@ -207,20 +208,7 @@ def test_resume_gives_the_same_weights(tiny_vl, tmp_path, monkeypatch):
     straight = base_config(tiny_vl, tmp_path / "straight", max_steps=4)
     GRPOTrainer(build_config(straight)).train()
     first = base_config(tiny_vl, tmp_path / "resumed", max_steps=4, save_steps=2)
-    trainer = GRPOTrainer(build_config(first))
-    rollout = trainer.rollout
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_step_2():
-        if trainer.global_step == 2:
-            raise Crash
-        return rollout()
-
-    monkeypatch.setattr(trainer, "rollout", crash_after_step_2)
-    with pytest.raises(Crash):
-        trainer.train()
+    train_until_crash(GRPOTrainer(build_config(first)), monkeypatch, after_step=2)
     assert [p.name for p in (tmp_path / "resumed").glob("checkpoint-*")] == ["checkpoint-2"]
     resumed = GRPOTrainer(build_config({**first, "resume_from_checkpoint": "latest"}))
     assert resumed.total_steps == 4

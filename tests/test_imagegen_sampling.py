@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from random_models import randomize_weights
+
 from mmr1.imagegen.sampling import (
     cfg_logits,
     codes_to_images,
@@ -29,11 +31,7 @@ CAPTIONS = ["a red circle", "a big green square on the left of the picture", "bl
 def t2i(tmp_path_factory):
     root = tmp_path_factory.mktemp("sampling")
     out = prepare_t2i(build_tiny_causal_lm(root / "base"), root / "t2i", codebook_size=K)
-    model = AutoModelForCausalLM.from_pretrained(out)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # larger random weights: peaked, tie-free distributions
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    model = randomize_weights(AutoModelForCausalLM.from_pretrained(out), seed=0, scale=0.5)  # peaked, tie-free
     return model, AutoTokenizer.from_pretrained(out), T2IVocab.load(out)
 
 

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from random_models import random_t2i
+
 from mmr1.config import build_config
 from mmr1.imagegen.adapter import T2IAdapter, T2IProcessor
 from mmr1.imagegen.tiny import build_tiny_t2i
@@ -16,13 +18,7 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapter_model(setup):
-    processor = T2IAdapter.load_processor(setup["model"])
-    adapter = T2IAdapter(processor)
-    model = T2IAdapter.load_model(setup["model"], torch.float32)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # larger random weights: non-trivial distributions
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    adapter, model = random_t2i(setup["model"], seed=0, scale=0.3)  # larger random weights: non-trivial distributions
     adapter.bind(model)
     return adapter, model
 

@@ -6,6 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
+from random_models import random_t2i
+
 from mmr1.config import build_config
 from mmr1.imagegen.adapter import T2IAdapter
 from mmr1.imagegen.rollout import T2IRollout
@@ -26,14 +28,7 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapter_model(setup):
-    processor = T2IAdapter.load_processor(setup["model"])
-    adapter = T2IAdapter(processor)
-    model = T2IAdapter.load_model(setup["model"], torch.float32)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    return adapter, model
+    return random_t2i(setup["model"], seed=1, scale=0.5)
 
 
 def _prompts(adapter, captions):

@@ -150,55 +150,35 @@ def test_template_file_loads(tmp_path):
     assert t.messages("q")[0]["content"][0]["text"] == "Be brief."
 
 
-def test_typoed_placeholder_is_an_error_naming_the_file(tmp_path):
-    path = _file(tmp_path, 'question_template: "{questoin} Think first."\n')
+@pytest.mark.parametrize("text, messages", [
+    pytest.param('question_template: "{questoin} Think first."\n',
+                 ["{questoin}", "question_template", "Did you mean '{question}'?"], id="typoed-placeholder"),
+    pytest.param('question_template: "Just answer."\n', ["missing the {question} placeholder"],
+                 id="missing-question-placeholder"),
+    pytest.param('answer_template: "<answer></answer>"\n', ["answer_template", "{answer}"],
+                 id="missing-answer-placeholder"),
+    pytest.param('sytem_prompt: "x"\nquestion_template: "{question}"\n',
+                 ["unknown key 'sytem_prompt'", "Did you mean 'system_prompt'?"], id="unknown-key"),
+    pytest.param('question_template: "{question} as JSON {"\n', ["{{"], id="lone-brace"),
+    pytest.param("question_template: [a, b]\n", ["must be a string"], id="non-string-part"),
+    pytest.param("question_template: [unclosed\n", ["invalid YAML"], id="invalid-yaml"),
+])
+def test_a_bad_template_file_is_an_error_naming_the_file(tmp_path, text, messages):
+    path = _file(tmp_path, text)
     message = _load_error(path)
     assert str(path) in message
-    assert "{questoin}" in message and "question_template" in message
-    assert "Did you mean '{question}'?" in message
+    for expected in messages:
+        assert expected in message, message
 
 
-def test_missing_question_placeholder_is_an_error(tmp_path):
-    path = _file(tmp_path, 'question_template: "Just answer."\n')
-    message = _load_error(path)
-    assert str(path) in message and "missing the {question} placeholder" in message
-
-
-def test_missing_answer_placeholder_is_an_error(tmp_path):
-    path = _file(tmp_path, 'answer_template: "<answer></answer>"\n')
-    message = _load_error(path)
-    assert str(path) in message and "answer_template" in message and "{answer}" in message
-
-
-def test_unknown_key_in_template_file(tmp_path):
-    path = _file(tmp_path, 'sytem_prompt: "x"\nquestion_template: "{question}"\n')
-    message = _load_error(path)
-    assert str(path) in message and "unknown key 'sytem_prompt'" in message
-    assert "Did you mean 'system_prompt'?" in message
-
-
-def test_lone_brace_is_an_error(tmp_path):
-    path = _file(tmp_path, 'question_template: "{question} as JSON {"\n')
-    message = _load_error(path)
-    assert str(path) in message and "{{" in message
+def test_a_template_file_that_is_not_a_mapping_is_an_error_naming_the_file(tmp_path):
+    path = _file(tmp_path, "- just a list\n", name="list.yaml")
+    assert str(path) in _load_error(path)
 
 
 def test_positional_placeholder_is_an_error():
     with pytest.raises(TemplateError, match="unknown placeholder"):
         Template("t", question_template="{question} {}")
-
-
-def test_non_string_part_is_an_error(tmp_path):
-    path = _file(tmp_path, "question_template: [a, b]\n")
-    message = _load_error(path)
-    assert str(path) in message and "must be a string" in message
-
-
-def test_invalid_yaml_and_non_mapping(tmp_path):
-    path = _file(tmp_path, "question_template: [unclosed\n")
-    assert str(path) in _load_error(path) and "invalid YAML" in _load_error(path)
-    path = _file(tmp_path, "- just a list\n", name="list.yaml")
-    assert str(path) in _load_error(path)
 
 
 def test_null_system_prompt_means_none(tmp_path):

@@ -90,9 +90,9 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "trainer-update-ignores-temperature", "rollout", TRAINER,
-        old='logits = algo.at_least_float32(logits) / buffer["temperature"]',
-        new="logits = algo.at_least_float32(logits)",
-        description="the update scores log-probs at temperature 1 while rollouts sample at the configured temperature",
+        old="return algo.at_least_float32(logits) / mb.temperature",
+        new="return algo.at_least_float32(logits)",
+        description="log-probs are scored at temperature 1 while rollouts sample at the configured temperature",
         tests=(f"{T_OPTIONS}::test_temperature_schedule_drives_rollout_and_loss",),
     ),
     # -- algorithms -----------------------------------------------------------------------------

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from mmr1.config import TrainConfig
+
+log = logging.getLogger("mmr1.train")
 
 
 def report_to(config: TrainConfig) -> list:
@@ -31,35 +36,57 @@ def log_to_trackers(accelerator, stats: dict, step: int) -> None:
     accelerator.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, step=step)
 
 
+@dataclass(frozen=True)
+class Precision:
+    """The dtype weights are kept and optimised in, and accelerate's ``mixed_precision`` for the compute."""
+
+    weights: torch.dtype
+    autocast: str                # "bf16" or "no"
+
+
+def precision(config: TrainConfig, use_gpu: bool | None = None) -> Precision:
+    """The one dtype policy of every recipe: ``torch_dtype`` is the weights' dtype, ``auto`` meaning float32;
+    ``bf16`` (default: on where a GPU is used) computes in bfloat16 under autocast over float32 weights, so
+    AdamW's small updates are not rounded away as they are on bfloat16 weights. ``torch_dtype: bfloat16``
+    keeps bfloat16 weights (half the memory, no autocast)."""
+    use_gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
+    bf16 = config.bf16 if config.bf16 is not None else use_gpu
+    weights = torch.float32 if config.torch_dtype == "auto" else getattr(torch, config.torch_dtype)
+    return Precision(weights, "bf16" if bf16 and weights == torch.float32 else "no")
+
+
 def build_accelerator(config: TrainConfig, **kwargs):
-    """An ``Accelerator`` logging to ``report_to`` with ``output_dir`` as its project folder."""
+    """An ``Accelerator`` logging to ``report_to`` with ``output_dir`` as its project folder and the mixed
+    precision of :func:`precision` (where a launch config has not set one)."""
     from accelerate import Accelerator
 
-    return Accelerator(log_with=report_to(config) or None, project_dir=config.output_dir, **kwargs)
+    mixed = precision(config).autocast
+    if mixed != "no" and "mixed_precision" not in kwargs and not os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        kwargs["mixed_precision"] = mixed
+    try:
+        return Accelerator(log_with=report_to(config) or None, project_dir=config.output_dir, **kwargs)
+    except ValueError as exc:      # accelerate's state was set up earlier in this process (another trainer)
+        if "mixed_precision" not in kwargs or "already been initialized" not in str(exc):
+            raise
+        del kwargs["mixed_precision"]
+        accelerator = Accelerator(log_with=report_to(config) or None, project_dir=config.output_dir, **kwargs)
+        log.warning("accelerate was already initialised in this process with mixed precision %r; training "
+                    "with that instead of %r", accelerator.mixed_precision, mixed)
+        return accelerator
 
 
-def policy_dtype(config: TrainConfig, use_gpu: bool) -> torch.dtype:
-    """``torch_dtype``; ``auto`` is bfloat16 where bf16 is on (default: on a GPU), else float32."""
-    if config.torch_dtype == "auto":
-        return torch.bfloat16 if (config.bf16 if config.bf16 is not None else use_gpu) else torch.float32
-    return getattr(torch, config.torch_dtype)
-
-
-def freeze(model, config: TrainConfig) -> None:
-    """Apply ``freeze_vision_tower`` / ``train_parts``."""
-    names = {n for n, _ in model.named_parameters()}
-    vision = {n for n in names if ".visual." in f".{n}" or "vision_tower" in n}
-    projector = {n for n in vision if "merger" in n or "projector" in n}
-    trainable = {
-        "all": names,
-        "language_model": names - vision,
-        "projector": projector,
-        "projector+language_model": (names - vision) | projector,
+def freeze(model, config: TrainConfig, adapter_cls) -> None:
+    """Apply ``freeze_vision_tower`` / ``train_parts``; the adapter says which part each parameter is in."""
+    parts = {
+        "all": {"vision", "projector", "language"},
+        "language_model": {"language"},
+        "projector": {"projector"},
+        "projector+language_model": {"projector", "language"},
     }[config.train_parts]
     if config.freeze_vision_tower:
-        trainable = trainable - (vision - projector)
+        parts = parts - {"vision"}
     for n, p in model.named_parameters():
-        p.requires_grad_(n in trainable)
+        p.requires_grad_(adapter_cls.parameter_part(n) in parts)
 
 
 def apply_lora(model, config: TrainConfig):
@@ -84,7 +111,7 @@ def apply_lora(model, config: TrainConfig):
 def load_policy(adapter_cls, config: TrainConfig, dtype: torch.dtype):
     """The model to train, in train mode: frozen parts, LoRA and gradient checkpointing applied as configured."""
     model = adapter_cls.load_model(config.model_name_or_path, dtype, config.attn_implementation)
-    freeze(model, config)
+    freeze(model, config, adapter_cls)
     if config.use_peft:
         model = apply_lora(model, config)
     if config.gradient_checkpointing:

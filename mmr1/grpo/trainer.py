@@ -25,11 +25,12 @@ from mmr1.config import TrainConfig
 from mmr1.grpo import algorithms as algo
 from mmr1.grpo.batching import PromptSampler
 from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, load_policy, log_to_trackers,
-                              policy_dtype, report_to, start_trackers)
+                              precision, report_to, start_trackers)
 from mmr1.grpo.checkpoint import (check_launch, check_output_dir, list_checkpoints, load_checkpoint, remove_stale_tmp,
                                   resolve_resume, save_checkpoint, save_final)
 from mmr1.grpo.rewards import RewardRunner, TrainerState, dataset_columns
 from mmr1.grpo.setup import Prepared, data_path, prepare  # noqa: F401 - prepare is this module's API too
+from mmr1.grpo.trajectory import Trajectory
 from mmr1.rollout.base import SamplingParams
 from mmr1.rollout.sampling import completion_seed
 
@@ -95,7 +96,7 @@ class GRPOTrainer:
         set_seed(c.seed)
 
         # -- model, reference, optimizer ------------------------------------------------------
-        dtype = policy_dtype(c, acc.device.type == "cuda")
+        dtype = precision(c, acc.device.type == "cuda").weights
         adapter_cls = self.prepared.adapter_cls
         processor = self.prepared.processor or adapter_cls.load_processor(c.model_name_or_path, c.min_pixels,
                                                                           c.max_pixels)
@@ -182,71 +183,99 @@ class GRPOTrainer:
         return columns
 
     # -- one rollout ----------------------------------------------------------------------------
-    def rollout(self) -> tuple[dict, dict]:
-        """Generate, score and compute advantages for one rollout; returns the local buffer and its stats."""
+    def rollout(self) -> tuple[Trajectory, dict]:
+        """One rollout, top to bottom: sample -> encode -> generate -> score -> gather -> advantages -> reference.
+
+        Returns this process's :class:`Trajectory` and the rollout's stats (rewards over all processes).
+        """
         c, acc, plan = self.config, self.accelerator, self.plan
         G = c.num_generations
         t0 = time.perf_counter()
-        row_ids = self.sampler.take(plan.prompts_per_rollout)
-        rows = [self.dataset[i] for i in row_ids]
-        local = plan.rank_indices(acc.process_index)               # global completion indices
-        prompt_of_global = [i // G for i in local]
-        unique = sorted(set(prompt_of_global))
+        rows = [self.dataset[i] for i in self.sampler.take(plan.prompts_per_rollout)]          # sample
+        local = plan.rank_indices(acc.process_index)               # this process's global completion indices
+        prompt_of = [i // G for i in local]
+        unique = sorted(set(prompt_of))
+        prompts, messages, images = self._encode(rows, unique)                                 # encode
         position = {p: k for k, p in enumerate(unique)}
-        prompts, messages, images = self._encode(rows, unique)
-        prompt_index = torch.tensor([position[p] for p in prompt_of_global], device=acc.device)
+        prompt_index = torch.tensor([position[p] for p in prompt_of], device=acc.device)
         temperature = self._temperature()
+        out = self._generate(prompts, prompt_index, local, temperature)                        # generate
+        t1 = time.perf_counter()
+
+        columns = self._reward_columns(rows, prompt_of, dict(zip(unique, messages)), dict(zip(unique, images)),
+                                       prompts, unique)
+        table = self._score(out, columns)                                                      # score
+        t2 = time.perf_counter()
+
+        global_table = self._gather_rewards(table)                                             # gather
+        total = algo.combine_rewards(global_table, self.reward_weights) * c.reward_scale       # advantages
+        total[torch.isnan(global_table).all(1)] = float("nan")   # no reward had an opinion: out of the baseline
+        scale = "none" if self.full_kimi else c.scale_rewards
+        advantages, adv_stats = algo.group_advantages(total, G, scale, c.no_mean_for_same_reward)
+        mask = out.completion_mask
+        if c.mask_truncated_completions:
+            mask = algo.truncation_mask(mask, out.is_truncated)
+        trajectory = Trajectory(prompts, prompt_index, out.completion_ids, mask,
+                                advantages[torch.tensor(local)].to(acc.device), temperature)
+        self._add_log_probs(trajectory)                                                        # reference
+        t3 = time.perf_counter()
+
+        stats = self._rollout_stats(total, advantages, adv_stats, global_table, mask, out.is_truncated, temperature)
+        stats.update({"time/rollout": t1 - t0, "time/reward": t2 - t1, "time/reference": t3 - t2})
+        if acc.is_main_process and c.log_completions:
+            self._log_completions(out.texts[: c.num_completions_to_log], table, trajectory.advantages, rows,
+                                  prompt_of)
+        self.rollout_step += 1
+        return trajectory, stats
+
+    def _generate(self, prompts, prompt_index, local: list[int], temperature: float):
+        """The backend's completions, one seed per global completion index (independent of batch layout)."""
+        c = self.config
         seeds = [completion_seed(c.seed, self.rollout_step, i) for i in local]
         sampling = SamplingParams(temperature, c.top_p, c.top_k, c.max_completion_length,
                                   c.repetition_penalty, seeds=seeds)
-        out = self.backend.generate(self.policy, prompts, prompt_index, sampling)
-        t1 = time.perf_counter()
+        with self.accelerator.autocast():            # the bare policy is outside accelerate's forward wrapper
+            return self.backend.generate(self.policy, prompts, prompt_index, sampling)
 
-        messages_of = dict(zip(unique, messages))
-        images_of = dict(zip(unique, images))
-        columns = self._reward_columns(rows, prompt_of_global, messages_of, images_of, prompts, unique)
-        columns.update(out.extras)
-        columns["completion_ids"] = [ids[m.bool()].tolist() for ids, m in zip(out.completion_ids, out.completion_mask)]
-        table = torch.tensor(self.rewards(out.texts, **columns), dtype=torch.float32)   # (n_local, R)
+    def _score(self, out, columns: dict) -> torch.Tensor:
+        """This process's reward table, (completions, rewards); NaN where a reward had no opinion."""
+        columns = {**columns, **out.extras,
+                   "completion_ids": [ids[m.bool()].tolist() for ids, m in zip(out.completion_ids, out.completion_mask)]}
+        table = torch.tensor(self.rewards(out.texts, **columns), dtype=torch.float32)
         self._check_opinions()
-        t2 = time.perf_counter()
+        return table
 
-        # gather every process's rewards in global completion order
+    def _gather_rewards(self, table: torch.Tensor) -> torch.Tensor:
+        """Every process's reward rows, in global completion order."""
+        acc, plan = self.accelerator, self.plan
         gathered = acc.gather(table.to(acc.device)).cpu()
         order = torch.tensor([i for r in range(acc.num_processes) for i in plan.rank_indices(r)])
         global_table = torch.empty_like(gathered)
         global_table[order] = gathered
-        total = algo.combine_rewards(global_table, self.reward_weights) * c.reward_scale
-        total[torch.isnan(global_table).all(1)] = float("nan")   # no reward had an opinion: out of the baseline
-        scale = "none" if self.full_kimi else c.scale_rewards
-        advantages, adv_stats = algo.group_advantages(total, G, scale, c.no_mean_for_same_reward)
-        local_adv = advantages[torch.tensor(local)].to(acc.device)
+        return global_table
 
-        mask = out.completion_mask
-        if c.mask_truncated_completions:
-            mask = algo.truncation_mask(mask, out.is_truncated)
-        buffer = {"prompts": prompts, "prompt_index": prompt_index, "ids": out.completion_ids,
-                  "mask": mask, "advantages": local_adv, "temperature": temperature,
-                  "old_logp": None, "ref_logp": None}
+    def _add_log_probs(self, trajectory: Trajectory) -> None:
+        """The sampling policy's log-probs where the update needs them, and the reference's for the KL term."""
+        c, plan = self.config, self.plan
         need_old = c.num_iterations > 1 or plan.steps_per_generation > plan.gradient_accumulation_steps
         if need_old or self.full_kimi:
-            buffer["old_logp"] = self._score_no_grad(self.scorer, buffer)
+            trajectory.old_logp = self._score_no_grad(self.scorer, trajectory)
         if self.full_kimi:
-            buffer["ref_logp"] = buffer["old_logp"]
+            trajectory.ref_logp = trajectory.old_logp
         elif c.beta > 0:
-            buffer["ref_logp"] = self._reference_logp(buffer)
-        t3 = time.perf_counter()
+            trajectory.ref_logp = self._reference_logp(trajectory)
 
-        lengths = mask.sum(1).float()
+    def _rollout_stats(self, total, advantages, adv_stats, global_table, mask, is_truncated, temperature) -> dict:
+        acc = self.accelerator
+        finite = ~torch.isnan(total)
         stats = {
             "reward": total.nanmean().item(),
-            "reward_std": total[~torch.isnan(total)].std().item() if (~torch.isnan(total)).sum() > 1 else 0.0,
+            "reward_std": total[finite].std().item() if finite.sum() > 1 else 0.0,
             "advantages/mean": advantages.mean().item(), "advantages/abs_mean": advantages.abs().mean().item(),
             "frac_reward_zero_std": adv_stats.get("frac_zero_std_groups", 0.0),
-            "completion_length": acc.gather(lengths.to(acc.device)).float().mean().item(),
-            "truncated_fraction": acc.gather(out.is_truncated.float().to(acc.device)).mean().item(),
+            "completion_length": acc.gather(mask.sum(1).float().to(acc.device)).float().mean().item(),
+            "truncated_fraction": acc.gather(is_truncated.float().to(acc.device)).mean().item(),
             "temperature": temperature,
-            "time/rollout": t1 - t0, "time/reward": t2 - t1, "time/reference": t3 - t2,
         }
         for j, name in enumerate(self.rewards.names):
             col = global_table[:, j]
@@ -254,68 +283,66 @@ class GRPOTrainer:
             stats[f"rewards/{name}"] = col[ok].mean().item() if ok.any() else float("nan")
             stats[f"rewards/{name}/failures"] = self.rewards.failures[name]
         stats.update(self.rewards.logged_metrics(taken=stats))                # log_metric (this process's)
-        if acc.is_main_process and c.log_completions:
-            self._log_completions(out.texts[: c.num_completions_to_log], table, local_adv, rows,
-                                  prompt_of_global)
-        self.rollout_step += 1
-        return buffer, stats
+        return stats
+
+    def _logits(self, scorer, mb: Trajectory) -> torch.Tensor:
+        """Scaled logits of ``mb``'s completion tokens (float32 at least, divided by the rollout's temperature)."""
+        logits = scorer(mb.prompts, mb.prompt_index, mb.completion_ids, mb.completion_mask,
+                        shared_prefix=self.shared_prefix)
+        return algo.at_least_float32(logits) / mb.temperature
 
     @torch.no_grad()
-    def _score_no_grad(self, scorer, buffer) -> torch.Tensor:
+    def _score_no_grad(self, scorer, trajectory: Trajectory) -> torch.Tensor:
         chunks = []
-        for s in range(self.plan.steps_per_generation):
-            sl = self._micro_slice(s)
-            logits = scorer(buffer["prompts"], buffer["prompt_index"][sl], buffer["ids"][sl],
-                            buffer["mask"][sl], shared_prefix=self.shared_prefix)
-            chunks.append(algo.selective_log_softmax(algo.at_least_float32(logits) / buffer["temperature"], buffer["ids"][sl]))
+        with self.accelerator.autocast():            # the reference model is not prepared: autocast here
+            for s in range(self.plan.steps_per_generation):
+                mb = trajectory.micro(self._micro_slice(s))
+                chunks.append(algo.selective_log_softmax(self._logits(scorer, mb), mb.completion_ids))
         return torch.cat(chunks)
 
     @torch.no_grad()
-    def _reference_logp(self, buffer) -> torch.Tensor:
+    def _reference_logp(self, trajectory: Trajectory) -> torch.Tensor:
         if self.ref_model is not None:
-            return self._score_no_grad(PolicyScorer(self.ref_model, self.adapter), buffer)
+            return self._score_no_grad(PolicyScorer(self.ref_model, self.adapter), trajectory)
         with self.policy.disable_adapter():                  # LoRA: the base model is the reference
-            return self._score_no_grad(self.scorer, buffer)
+            return self._score_no_grad(self.scorer, trajectory)
 
     def _micro_slice(self, micro_step: int) -> slice:
         n = self.plan.per_device
         return slice(micro_step * n, (micro_step + 1) * n)
 
     # -- optimisation ---------------------------------------------------------------------------
-    def _token_normalisers(self, buffer) -> list[float]:
+    def _token_normalisers(self, trajectory: Trajectory) -> list[float]:
         """``num_items_in_batch`` of each optimizer step: its completion tokens over all processes / num_processes."""
         acc, plan = self.accelerator, self.plan
-        per_micro = torch.stack([buffer["mask"][self._micro_slice(s)].sum() for s in range(plan.steps_per_generation)])
+        per_micro = torch.stack([trajectory.completion_mask[self._micro_slice(s)].sum()
+                                 for s in range(plan.steps_per_generation)])
         per_micro = acc.reduce(per_micro.float().to(acc.device), reduction="sum").cpu()
         ga = plan.gradient_accumulation_steps
         per_step = per_micro.view(-1, ga).sum(1)
         return [max(float(x), 1.0) / acc.num_processes for x in per_step]
 
-    def update(self, buffer) -> list[dict]:
+    def update(self, trajectory: Trajectory) -> list[dict]:
         """``num_iterations`` passes over the rollout; an optimizer step every GA micro-steps."""
         c, acc, plan = self.config, self.accelerator, self.plan
         ga = plan.gradient_accumulation_steps
-        normalisers = self._token_normalisers(buffer)
+        normalisers = self._token_normalisers(trajectory)
         logs, window_finite = [], True
         for _ in range(c.num_iterations):
             for s in range(plan.steps_per_generation):
-                sl = self._micro_slice(s)
+                mb = trajectory.micro(self._micro_slice(s))
                 last = (s + 1) % ga == 0
                 t0 = time.perf_counter()
                 context = acc.no_sync(self.scorer) if not last and acc.num_processes > 1 else contextlib.nullcontext()
                 with context:
-                    logits = self.scorer(buffer["prompts"], buffer["prompt_index"][sl], buffer["ids"][sl],
-                                         buffer["mask"][sl], shared_prefix=self.shared_prefix)
-                    logits = algo.at_least_float32(logits) / buffer["temperature"]
-                    ids, mask = buffer["ids"][sl], buffer["mask"][sl]
-                    logp = algo.selective_log_softmax(logits, ids)
+                    logits = self._logits(self.scorer, mb)
+                    logp = algo.selective_log_softmax(logits, mb.completion_ids)
                     entropy = algo.entropy_from_logits(logits if c.entropy_weight else logits.detach())
                     loss, metrics = algo.policy_loss(
-                        logp, None if buffer["old_logp"] is None else buffer["old_logp"][sl],
-                        buffer["advantages"][sl], mask, loss_type=c.loss_type, epsilon_low=c.epsilon,
-                        epsilon_high=c.epsilon_high, delta=c.delta,
+                        logp, mb.old_logp, mb.advantages, mb.completion_mask, loss_type=c.loss_type,
+                        epsilon_low=c.epsilon, epsilon_high=c.epsilon_high, delta=c.delta,
                         importance_sampling_level=c.importance_sampling_level,
-                        ref_logp=None if buffer["ref_logp"] is None else buffer["ref_logp"][sl],
+                        ref_logp=mb.ref_logp,
                         beta=c.beta, kl_estimator=self.kl_estimator,
                         entropy=entropy, entropy_coef=c.entropy_weight,
                         max_completion_length=c.max_completion_length, num_items_in_batch=normalisers[s // ga])
@@ -468,13 +495,13 @@ class GRPOTrainer:
                 self._activity = f"during step {self.global_step + 1} of {self.total_steps}"
                 t0 = time.perf_counter()
                 try:
-                    buffer, stats = self.rollout()
+                    trajectory, stats = self.rollout()
                 except OSError as exc:
                     if exc.errno not in _DISK_ERRNOS:
                         raise
                     raise OutputWriteError(self._write_failure(Path(exc.filename or self.completions_path).name,
                                                                exc)) from exc
-                logs = self.update(buffer)
+                logs = self.update(trajectory)
                 stats.update(_mean_logs(logs))
                 stats["nonfinite_steps"] = self.nonfinite_steps
                 stats["time/step"] = time.perf_counter() - t0

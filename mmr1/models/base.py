@@ -70,13 +70,17 @@ class ModelAdapter:
             kwargs["attn_implementation"] = attn_implementation
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
 
+    @classmethod
+    def parameter_part(cls, name: str) -> str:
+        """Which part of the model a parameter belongs to, for ``train_parts`` / ``freeze_vision_tower``:
+        ``vision`` (the vision tower), ``projector`` (vision to language) or ``language``."""
+        return "language"
+
     # -- tokens ------------------------------------------------------------------------------
     @property
     def eos_token_ids(self) -> list[int]:
-        ids = {self.tokenizer.eos_token_id}
-        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if isinstance(im_end, int) and im_end != self.tokenizer.unk_token_id:
-            ids.add(im_end)
+        """The tokens that end a completion: the tokenizer's end of sequence and its chat template's end of turn."""
+        ids = {self.tokenizer.eos_token_id} | end_of_turn_ids(self.tokenizer)
         return sorted(i for i in ids if i is not None)
 
     @property
@@ -189,6 +193,26 @@ class ModelAdapter:
         """Reward columns per encoded prompt: ``seen_image_sizes`` (``[(width, height)]`` of each image as the
         model saw it) and ``box_frame``, for families that take images; none here."""
         return {}
+
+
+_TURN_MARK = "\u2063mmr1-end-of-turn\u2063"
+
+
+def end_of_turn_ids(tokenizer) -> set[int]:
+    """The special token a tokenizer's chat template closes an assistant turn with (``<|im_end|>``,
+    ``<|eot_id|>``, ``<end_of_turn>`` ...), found by rendering one turn; empty without a chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return set()
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "q"},
+                                              {"role": "assistant", "content": _TURN_MARK}], tokenize=False)
+    except Exception:            # a template that refuses this conversation: no end-of-turn token to add
+        return set()
+    if not isinstance(text, str) or _TURN_MARK not in text:
+        return set()
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    after = tokenizer(text.split(_TURN_MARK, 1)[1], add_special_tokens=False)["input_ids"]
+    return next(({i} for i in after if i in special), set())
 
 
 def _index_positions(position_ids, index):

@@ -25,6 +25,13 @@ class QwenVLAdapter(ModelAdapter):
         return getattr(hf_config, "model_type", None) in cls.model_types
 
     @classmethod
+    def parameter_part(cls, name: str) -> str:
+        """``visual.*`` is the vision tower, ``visual.merger.*`` the projector into the language model."""
+        if ".visual." not in f".{name}":
+            return "language"
+        return "projector" if ".merger." in f".{name}" else "vision"
+
+    @classmethod
     def load_processor(cls, path, min_pixels=None, max_pixels=None):
         from mmr1.models.processors import load_processor
 

@@ -127,14 +127,6 @@ class _LM(nn.Module):
         return self.model(**batch)
 
 
-def _dtype(config: TrainConfig, use_gpu: bool):
-    """(weight dtype, accelerate mixed precision): ``auto`` keeps float32 weights and uses bf16 autocast when bf16."""
-    bf16 = config.bf16 if config.bf16 is not None else use_gpu
-    if config.torch_dtype == "auto":
-        return torch.float32, ("bf16" if bf16 else "no")
-    return getattr(torch, config.torch_dtype), "no"
-
-
 def _load_rows(config: TrainConfig):
     from mmr1.grpo.setup import data_path
     from mmr1.plugins import get_dataset, load_plugins
@@ -159,7 +151,8 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM
 
-    from mmr1.grpo.build import build_accelerator, build_optimizer, build_scheduler, log_to_trackers, start_trackers
+    from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, log_to_trackers, precision,
+                                  start_trackers)
 
     from mmr1.grpo.checkpoint import check_launch, load_checkpoint, resolve_resume, save_checkpoint, save_final
     from mmr1.imagegen.plugin import T2IAdapter
@@ -172,21 +165,8 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     if not model_path.is_dir():
         raise FileNotFoundError(f"model folder {str(model_path)!r} does not exist (prepare one with `mmr1 prepare-t2i`)")
     ga = max(1, int(c.gradient_accumulation_steps))
-    use_gpu = torch.cuda.is_available()
-    weight_dtype, mixed = _dtype(c, use_gpu)
-    if accelerator is None:
-        kwargs = {"gradient_accumulation_steps": ga}
-        if mixed != "no":
-            kwargs["mixed_precision"] = mixed
-        try:
-            accelerator = build_accelerator(c, **kwargs)
-        except ValueError as exc:  # accelerate's state was set up earlier in this process (another trainer)
-            if "mixed_precision" not in kwargs or "already been initialized" not in str(exc):
-                raise
-            del kwargs["mixed_precision"]
-            accelerator = build_accelerator(c, **kwargs)
-            log.warning("accelerate was already initialised in this process with mixed precision %r; training "
-                        "with that instead of %r", accelerator.mixed_precision, mixed)
+    weight_dtype = precision(c).weights
+    accelerator = accelerator or build_accelerator(c, gradient_accumulation_steps=ga)
     acc = accelerator
     check_launch(acc, c, generates=False)
     set_seed(c.seed)

@@ -163,7 +163,7 @@ def run_vlm_sft(config: TrainConfig, accelerator=None) -> dict:
     from tqdm.auto import tqdm
 
     from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, load_policy, log_to_trackers,
-                                 policy_dtype, start_trackers)
+                                 precision, start_trackers)
     from mmr1.grpo.checkpoint import (check_launch, load_checkpoint, remove_stale_tmp, resolve_resume,
                                       save_checkpoint, save_final)
     from mmr1.grpo.setup import prepare
@@ -178,7 +178,7 @@ def run_vlm_sft(config: TrainConfig, accelerator=None) -> dict:
     processor = prepared.processor or adapter_cls.load_processor(c.model_name_or_path, c.min_pixels, c.max_pixels)
     adapter = adapter_cls(processor, c.min_pixels, c.max_pixels)
     adapter.configure(c)
-    model = load_policy(adapter_cls, c, policy_dtype(c, acc.device.type == "cuda"))
+    model = load_policy(adapter_cls, c, precision(c, acc.device.type == "cuda").weights)
     adapter.bind(model)
     rows = list(prepared.dataset)
     steps = total_steps(c, len(rows), acc.num_processes)

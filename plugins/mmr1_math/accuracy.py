@@ -11,16 +11,16 @@ from collections import OrderedDict
 
 from mmr1_math import _pool
 from mmr1_math.answers import (
-    LIST_GAP,
     MATH_WORDS,
     MAX_HEDGE_TEXT,
     after_answer_cue,
+    alternative_differs,
     as_text,
     final_answer,
     is_prose,
+    list_run_start,
     normalize,
     plain_number,
-    previous_alternative,
     solution_text,
     split_alternatives,
     strip_units,
@@ -181,24 +181,15 @@ def _hedged(pred: str, source: str, text: str, gold: str) -> bool:
     one (``\\boxed{7} or \\boxed{3}``) is a hedge too."""
     if not _one_valued(gold):
         return False
-    prev = previous_alternative(text, source)
-    if prev is not None:
-        a, b = _value_key(prev[-MAX_HEDGE_TEXT:]), _value_key(pred[-MAX_HEDGE_TEXT:])
-        if a is not None and b is not None and a != b:
-            return True
+    if alternative_differs(text, source, pred, _value_key):
+        return True
     region = pred[-MAX_HEDGE_TEXT:]
     if source == "whole":
         tail = after_answer_cue(region)
         if tail is None:
             found = list(_VALUE.finditer(region))
-            keys = set()
-            for k in range(len(found) - 1, -1, -1):
-                key = _value_key(found[k].group(0))
-                if key is not None:
-                    keys.add(key)
-                if k == 0 or not LIST_GAP.fullmatch(region, found[k - 1].end(), found[k].start()):
-                    break
-            return len(keys) > 1
+            run = found[list_run_start(region, [m.span() for m in found]) :]
+            return len({key for m in run if (key := _value_key(m.group(0))) is not None}) > 1
         region = tail
     keys = {
         key

@@ -17,23 +17,14 @@ _BRACE = re.compile(r"\\[{}]|[{}]")  # escaped braces (\{ \}) are matched whole 
 def last_boxed(text: str) -> str | None:
     """The contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``) whose braces balance, or None.
 
-    One left-to-right pass with a stack of open braces, so the cost is linear even for thousands of
-    unclosed ``\\boxed{``; ``\\{`` and ``\\}`` are escaped braces, not grouping."""
-    box_starts = {m.end() for m in _BOXED.finditer(text)}  # index just after each box's "{"
-    if not box_starts:
+    One left-to-right pass with a stack of open braces (:func:`_balanced_boxes`), so the cost is
+    linear even for thousands of unclosed ``\\boxed{``; ``\\{`` and ``\\}`` are escaped braces, not
+    grouping. "Last" is by where the contents start."""
+    boxes = _balanced_boxes(text)
+    if not boxes:
         return None
-    stack: list[int] = []  # content start of each open brace
-    best_start, best = -1, None
-    # braces before the first box cannot pair with a box's braces in a way that matters
-    for m in _BRACE.finditer(text, min(box_starts) - 1):
-        ch = m.group(0)
-        if ch == "{":
-            stack.append(m.end())
-        elif ch == "}" and stack:
-            start = stack.pop()
-            if start in box_starts and start > best_start:
-                best_start, best = start, text[start : m.start()]
-    return best
+    _, start, close = max(boxes, key=lambda b: b[1])
+    return text[start:close]
 
 
 def final_answer(completion: str) -> tuple[str, str]:
@@ -204,7 +195,7 @@ def previous_alternative(completion: str, source: str) -> str | None:
             return None
         return completion[prev_start + len(ANSWER_OPEN) : prev_end]
     if source == "boxed":
-        boxes = _balanced_boxes(completion)
+        boxes = sorted(_balanced_boxes(completion), key=lambda b: b[1])
         if len(boxes) < 2:
             return None
         (_, p_start, p_end), (b_start, _, _) = boxes[-2], boxes[-1]
@@ -214,14 +205,36 @@ def previous_alternative(completion: str, source: str) -> str | None:
     return None
 
 
+def alternative_differs(completion: str, source: str, answer: str, value) -> bool:
+    """True if a block or box offered as an alternative to the final one (:func:`previous_alternative`,
+    ``\\boxed{7} or \\boxed{3}``) states another value than the final ``answer``; ``value`` reads the
+    value of a text (None: it states none), from its last :data:`MAX_HEDGE_TEXT` characters."""
+    prev = previous_alternative(completion, source)
+    if prev is None:
+        return False
+    a, b = value(prev[-MAX_HEDGE_TEXT:]), value(answer[-MAX_HEDGE_TEXT:])
+    return a is not None and b is not None and a != b
+
+
+def list_run_start(text: str, spans: list[tuple[int, int]]) -> int:
+    """Where the run of values that ends ``text`` begins: ``spans`` are the ``(start, end)`` of the
+    values found in ``text``, in order, and ``spans[k:]`` (the index returned) are joined only by
+    :data:`LIST_GAP` ("1 2 3 4 5", "4, or maybe 5")."""
+    k = len(spans) - 1
+    while k > 0 and LIST_GAP.fullmatch(text, spans[k - 1][1], spans[k][0]):
+        k -= 1
+    return max(k, 0)
+
+
 def _balanced_boxes(text: str) -> list[tuple[int, int, int]]:
-    """``(box_start, content_start, close_index)`` of every balanced box, by content start (the
-    same linear pass as :func:`last_boxed`)."""
-    starts = {m.end(): m.start() for m in _BOXED.finditer(text)}
+    """``(box_start, content_start, close_index)`` of every balanced box, in the order they close: one
+    left-to-right pass with a stack of open braces; ``\\{`` / ``\\}`` are matched whole and ignored."""
+    starts = {m.end(): m.start() for m in _BOXED.finditer(text)}  # index just after each box's "{"
     if not starts:
         return []
-    stack: list[int] = []
+    stack: list[int] = []  # content start of each open brace
     found = []
+    # braces before the first box cannot pair with a box's braces in a way that matters
     for m in _BRACE.finditer(text, min(starts) - 1):
         ch = m.group(0)
         if ch == "{":
@@ -230,7 +243,6 @@ def _balanced_boxes(text: str) -> list[tuple[int, int, int]]:
             start = stack.pop()
             if start in starts:
                 found.append((starts[start], start, m.start()))
-    found.sort(key=lambda b: b[1])
     return found
 
 

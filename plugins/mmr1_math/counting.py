@@ -6,12 +6,12 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from mmr1_math.answers import (
-    LIST_GAP,
     MAX_HEDGE_TEXT,
     after_answer_cue,
+    alternative_differs,
     as_text,
     final_answer,
-    previous_alternative,
+    list_run_start,
     solution_text,
 )
 
@@ -137,11 +137,8 @@ def hedged(region: str, source: str, completion: str) -> bool:
     numbers: the final number is hedged if it ends a list of distinct numbers joined only by
     punctuation or "or" / "maybe" ("1 2 3 4 5", "4, or maybe 5"). A block or box offered as an
     alternative to the final one (``<answer>4</answer> or <answer>5</answer>``) is a hedge too."""
-    prev = previous_alternative(completion, source)
-    if prev is not None:
-        a, b = parse_count(prev[-MAX_HEDGE_TEXT:]), parse_count(region[-MAX_HEDGE_TEXT:])
-        if a is not None and b is not None and a != b:
-            return True
+    if alternative_differs(completion, source, region, parse_count):
+        return True
     region = region[-MAX_HEDGE_TEXT:]
     strict = source != "whole"
     if not strict:
@@ -152,12 +149,8 @@ def hedged(region: str, source: str, completion: str) -> bool:
         region = region[region.rfind("=") + 1 :]
         return len({v for v, _, _ in _numbers(region)}) > 1
     found = _numbers(region)
-    values = set()
-    for k in range(len(found) - 1, -1, -1):
-        values.add(found[k][0])
-        if k == 0 or not LIST_GAP.fullmatch(region, found[k - 1][2], found[k][1]):
-            break
-    return len(values) > 1
+    run = found[list_run_start(region, [(a, b) for _, a, b in found]) :]
+    return len({v for v, _, _ in run}) > 1
 
 
 def parse_count(text: str) -> Decimal | None:
