@@ -548,6 +548,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "math_pool.md"))
     parser.add_argument("--json", default=None, help="also write the raw figures here")
     args = parser.parse_args(argv)
+    try:
+        import pebble  # noqa: F401
+    except ImportError:
+        print("math_pool.py compares against pebble, which mmr1 does not install: pip install pebble",
+              file=sys.stderr)
+        return 2
 
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -33,6 +33,7 @@ REWARDS = "mmr1/grpo/rewards.py"
 CHECKPOINT = "mmr1/grpo/checkpoint.py"
 BUILD = "mmr1/grpo/build.py"
 SFT_VLM = "mmr1/sft/vlm.py"
+SFT_T2I = "mmr1/sft/t2i.py"
 ROLLOUT_HF = "mmr1/rollout/hf.py"
 SAMPLING = "mmr1/rollout/sampling.py"
 IMG_SAMPLING = "mmr1/imagegen/sampling.py"
@@ -50,6 +51,9 @@ T_CONFIG = "tests/test_config.py"
 T_SFT_VLM = "tests/test_sft_vlm.py"
 T_REGISTRIES = "tests/test_algorithm_registries.py"
 T_IMG_SAMPLING = "tests/test_imagegen_sampling.py"
+T_PRECISION = "tests/test_precision.py"
+MODELS_BASE = "mmr1/models/base.py"
+QWEN_VL = "mmr1/models/qwen_vl.py"
 
 MUTATIONS: list[Mutation] = [
     # -- training options ---------------------------------------------------------------------
@@ -460,5 +464,62 @@ MUTATIONS: list[Mutation] = [
         new="    model.save_pretrained(path, safe_serialization=True)",
         description="the writer saves the live parameters, which ZeRO-3 / FSDP hold as shards, not the gathered state",
         tests=(f"{T_SFT_VLM}::test_the_writer_saves_the_gathered_state_not_the_live_partitions",),
+    ),
+    # -- engine: precision, trainable parts, end of turn -------------------------------------------
+    Mutation(
+        "build-freeze-vision-ignored", "trainer", BUILD,
+        old='        parts = parts - {"vision"}',
+        new="        parts = set(parts)",
+        description="freeze_vision_tower: true leaves the vision tower trainable",
+        tests=(f"{T_TRAINER}::test_freeze_vision_tower_keeps_it_fixed",),
+    ),
+    Mutation(
+        "adapter-projector-is-vision", "trainer", QWEN_VL,
+        old='        return "projector" if ".merger." in f".{name}" else "vision"',
+        new='        return "vision"',
+        description="the Qwen-VL merger counts as vision tower: train_parts projector trains nothing of it",
+        tests=(f"{T_OPTIONS}::test_train_parts_change_exactly_their_parameters",),
+    ),
+    Mutation(
+        "build-no-mixed-precision", "trainer", BUILD,
+        old='        kwargs["mixed_precision"] = mixed',
+        new="        pass",
+        description="bf16: true builds an accelerator without mixed precision: the update computes in float32",
+        tests=(T_PRECISION,),
+    ),
+    Mutation(
+        "trainer-generate-outside-autocast", "rollout", TRAINER,
+        old="        with self.accelerator.autocast():            # the bare policy is outside accelerate's forward wrapper",
+        new='        with torch.autocast("cpu", enabled=False):',
+        description="rollouts sample from float32 logits while the update scores bf16 ones (off-policy by precision)",
+        tests=(T_PRECISION,),
+    ),
+    Mutation(
+        "trainer-reference-outside-autocast", "trainer", TRAINER,
+        old="        with self.accelerator.autocast():            # the reference model is not prepared: autocast here",
+        new='        with torch.autocast("cpu", enabled=False):',
+        description="old and reference log-probs are scored in float32 while the update computes in bf16",
+        tests=(T_PRECISION,),
+    ),
+    Mutation(
+        "adapter-eos-ignores-end-of-turn", "rollout", MODELS_BASE,
+        old="        ids = {self.tokenizer.eos_token_id} | end_of_turn_ids(self.tokenizer)",
+        new="        ids = {self.tokenizer.eos_token_id}",
+        description="a chat model whose eos is <|endoftext|> never stops at the end of its turn (<|im_end|>)",
+        tests=("tests/test_end_of_turn.py",),
+    ),
+    Mutation(
+        "sft-t2i-own-accelerator", "sft", SFT_T2I,
+        old="    accelerator = accelerator or build_accelerator(c, gradient_accumulation_steps=ga)",
+        new='    accelerator = accelerator or __import__("accelerate").Accelerator(gradient_accumulation_steps=ga)',
+        description="text-to-image SFT builds its own accelerator: bf16: true trains in float32 there",
+        tests=(f"{T_PRECISION}::test_both_sft_recipes_follow_the_same_policy",),
+    ),
+    Mutation(
+        "sft-vlm-bf16-weights", "sft", SFT_VLM,
+        old='    model = load_policy(adapter_cls, c, precision(c, acc.device.type == "cuda").weights)',
+        new="    model = load_policy(adapter_cls, c, torch.bfloat16 if c.bf16 else torch.float32)",
+        description="VLM SFT keeps bf16 weights under bf16: true while GRPO keeps float32 ones",
+        tests=(f"{T_PRECISION}::test_both_sft_recipes_follow_the_same_policy",),
     ),
 ]

@@ -61,14 +61,17 @@ class ModelAdapter:
 
         return AutoTokenizer.from_pretrained(path)
 
+    #: the transformers auto class :meth:`load_model` loads through
+    auto_model_class = "AutoModelForCausalLM"
+
     @classmethod
     def load_model(cls, path, dtype=None, attn_implementation=None):
-        from transformers import AutoModelForCausalLM
+        import transformers
 
         kwargs = {"dtype": dtype} if dtype is not None else {}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return getattr(transformers, cls.auto_model_class).from_pretrained(path, **kwargs)
 
     @classmethod
     def parameter_part(cls, name: str) -> str:

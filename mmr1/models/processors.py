@@ -446,29 +446,30 @@ def _assemble(path: str, family: str, min_pixels, max_pixels, **kwargs):
     )
 
 
-def _read_chat_template(path: str, **kwargs) -> str | None:
-    """The processor chat template saved next to the model (chat_template.jinja / chat_template.json)."""
+def _model_files(path: str, names, **kwargs):
+    """Each of ``names`` that the model folder (or hub repo, through the cache) has, as a local path, in order;
+    the hub keywords of ``kwargs`` (revision, cache_dir, token, local_files_only, subfolder) are passed on."""
     try:
         from transformers.utils import cached_file
     except ImportError:  # pragma: no cover
-        return None
+        return
     hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder") if k in kwargs}
-    for name in ("chat_template.jinja", "chat_template.json"):
+    for name in names:
         try:
-            file = cached_file(
-                path,
-                name,
-                _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False,
-                _raise_exceptions_for_gated_repo=False,
-                **hub,
-            )
+            file = cached_file(path, name, _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False,
+                               _raise_exceptions_for_gated_repo=False, **hub)
         except Exception:
             file = None
-        if not file:
-            continue
-        text = Path(file).read_text(encoding="utf-8")
-        if name.endswith(".json"):
+        if file:
+            yield Path(file)
+
+
+def _read_chat_template(path: str, **kwargs) -> str | None:
+    """The processor chat template saved next to the model (chat_template.jinja / chat_template.json)."""
+    for file in _model_files(path, ("chat_template.jinja", "chat_template.json"), **kwargs):
+        text = file.read_text(encoding="utf-8")
+        if file.name.endswith(".json"):
             try:
                 return json.loads(text).get("chat_template")
             except (ValueError, AttributeError):
@@ -478,33 +479,22 @@ def _read_chat_template(path: str, **kwargs) -> str | None:
 
 
 def _has_image_processor_config(path: str, **kwargs) -> bool:
-    try:
-        from transformers.utils import cached_file
-    except ImportError:  # pragma: no cover
-        return False
-    hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder") if k in kwargs}
-    for name in ("preprocessor_config.json", "processor_config.json"):
-        try:
-            if cached_file(
-                path,
-                name,
-                _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False,
-                _raise_exceptions_for_gated_repo=False,
-                **hub,
-            ):
-                return True
-        except Exception:
-            continue
-    return False
+    return any(True for _ in _model_files(path, ("preprocessor_config.json", "processor_config.json"), **kwargs))
 
 
 def _family_from_image_processor(path: str, **kwargs) -> str | None:
     """For folders without a config.json: a Qwen2-VL image processor + processor_class names the family."""
-    try:
-        from transformers.utils import cached_file
-    except ImportError:  # pragma: no cover
-        return None
+    names = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+    for file in _model_files(path, names, **kwargs):
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        cls = str(data.get("processor_class") or "")
+        for family, base_name in _VL_FAMILIES.items():
+            if cls in (base_name, base_name + "NoVideo"):
+                return family
+    return None
     hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder") if k in kwargs}
     for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
         try:

@@ -19,6 +19,7 @@ class QwenVLAdapter(ModelAdapter):
     name = "qwen2_5_vl"
     takes_images = True
     model_types = ("qwen2_5_vl", "qwen2_vl")
+    auto_model_class = "AutoModelForImageTextToText"
 
     @classmethod
     def matches(cls, hf_config) -> bool:
@@ -36,15 +37,6 @@ class QwenVLAdapter(ModelAdapter):
         from mmr1.models.processors import load_processor
 
         return load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)
-
-    @classmethod
-    def load_model(cls, path, dtype=None, attn_implementation=None):
-        from transformers import AutoModelForImageTextToText
-
-        kwargs = {"dtype": dtype} if dtype is not None else {}
-        if attn_implementation:
-            kwargs["attn_implementation"] = attn_implementation
-        return AutoModelForImageTextToText.from_pretrained(path, **kwargs)
 
     @property
     def suppressed_token_ids(self) -> list[int]:

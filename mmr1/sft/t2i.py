@@ -149,7 +149,6 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM
 
     from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler, log_to_trackers, precision,
                                   start_trackers)
@@ -191,10 +190,7 @@ def run_t2i_sft(config: TrainConfig, accelerator=None) -> dict:
     loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, shuffle=False, drop_last=drop_last,
                                          collate_fn=_Collate(pad_id), num_workers=int(c.dataloader_num_workers))
 
-    kwargs = {"dtype": weight_dtype}
-    if c.attn_implementation:
-        kwargs["attn_implementation"] = c.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
+    model = T2IAdapter.load_model(str(model_path), weight_dtype, c.attn_implementation)
     if model.get_output_embeddings().weight.shape[0] < vocab.end_visual_id:
         raise ValueError(f"{model_path}: the model has {model.get_output_embeddings().weight.shape[0]} output rows but "
                          f"t2i.json's visual tokens end at {vocab.end_visual_id - 1}")
