@@ -495,21 +495,3 @@ def _family_from_image_processor(path: str, **kwargs) -> str | None:
             if cls in (base_name, base_name + "NoVideo"):
                 return family
     return None
-    hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder") if k in kwargs}
-    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
-        try:
-            file = cached_file(path, name, _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False, **hub)
-        except Exception:
-            file = None
-        if not file:
-            continue
-        try:
-            data = json.loads(Path(file).read_text(encoding="utf-8"))
-        except ValueError:
-            continue
-        cls = str(data.get("processor_class") or "")
-        for family, base_name in _VL_FAMILIES.items():
-            if cls in (base_name, base_name + "NoVideo"):
-                return family
-    return None
