@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from mmr1.data import load_images
-from mmr1.grpo.rewards import RewardRunner
+from mmr1.grpo.rewards import RewardRunner, reward_columns
 from mmr1.rollout.base import SamplingParams
 from mmr1.rollout.hf import HFRollout
+from mmr1.templates import encode_rows
 
 
 @torch.no_grad()
@@ -35,20 +35,14 @@ def evaluate(adapter, model, rows, template, runner: RewardRunner, max_new_token
     counts = [0] * len(runner.names)
     records = []
     batches = range(0, len(rows), batch_size)
-    from mmr1.templates import row_messages
     for start in (progress(batches) if progress else batches):
         chunk = rows[start:start + batch_size]
-        images = [load_images(r.get("image", [])) if adapter.takes_images else [] for r in chunk]
-        messages = [row_messages(template, r, len(im)) for r, im in zip(chunk, images)]
-        prompts = adapter.encode_prompts(messages, images).to(device)
+        prompts, messages, images = encode_rows(adapter, template, chunk)
+        prompts = prompts.to(device)
         index = torch.arange(len(chunk), device=device)
         out = backend.generate(model, prompts, index, SamplingParams(temperature, max_tokens=max_new_tokens,
                                                                      seeds=list(range(start, start + len(chunk)))))
-        columns = {"prompts": messages, "images": images}
-        for key in {k for r in chunk for k in r if k not in ("image", "_source")}:
-            columns[key] = [r.get(key) for r in chunk]
-        columns.update(out.extras)
-        columns.update(adapter.reward_columns(prompts))
+        columns = reward_columns(adapter, chunk, prompts, messages, images, range(len(chunk)), out)
         table = runner(out.texts, **columns)
         generated = out.extras.get("generated_images")
         for i, (row, text, scores) in enumerate(zip(chunk, out.texts, table)):

@@ -342,3 +342,14 @@ def row_messages(template: Template, row: dict, num_images: int = 0, where: str 
         raise ValueError(_at(where, "no question: give a 'problem' string or a 'prompt' (text, or a list of chat "
                                     "messages)"))
     return template.messages(question, num_images, where)
+
+
+def encode_rows(adapter, template: Template, rows: list[dict], max_prompt_length: int | None = None):
+    """``(prompt batch, messages, images)`` for data rows, as training, evaluation and SFT all encode them:
+    each row's images load (for models that take images), :func:`row_messages` writes its messages, and
+    the adapter encodes the batch (left-padded)."""
+    from mmr1.data import load_images
+
+    images = [load_images(r.get("image", [])) if adapter.takes_images else [] for r in rows]
+    messages = [row_messages(template, r, len(im)) for r, im in zip(rows, images)]
+    return adapter.encode_prompts(messages, images, max_prompt_length), messages, images

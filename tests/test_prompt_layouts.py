@@ -106,17 +106,17 @@ EXPECTED = [{"role": "system", "content": [_text("Own system.")]}, {"role": "use
 
 
 def test_evaluate_trainer_and_sft_use_row_messages():
+    """Evaluation, SFT and the trainer (through encode_rows) write prompts with row_messages."""
     from mmr1.evaluate import evaluate
-    from mmr1.grpo.trainer import GRPOTrainer
     from mmr1.sft.vlm import sft_step
+    from mmr1.templates import encode_rows
 
     template = Template("t", system_prompt="Template system.")
     rows = [{"prompt": CONVERSATION, "problem": "Hi <image> there", "solution": "x"}]
     for call in (
         lambda a: evaluate(a, None, rows, template, SimpleNamespace(names=[]), backend=object(), device="cpu"),
         lambda a: sft_step(a, torch.nn.Linear(1, 1), rows, template, ["x"]),
-        lambda a: GRPOTrainer._encode(SimpleNamespace(adapter=a, template=template,
-                                                      config=SimpleNamespace(max_prompt_length=None)), rows, [0]),
+        lambda a: encode_rows(a, template, rows),            # the trainer's rollout encodes with it
     ):
         recorder = _Recorder()
         with pytest.raises(_Seen):

@@ -233,6 +233,24 @@ def dataset_columns(rows) -> set[str]:
     return {k for row in rows for k in row if k not in ("image", "_source")}
 
 
+def reward_columns(adapter, rows, prompts, messages, images, prompt_of, out, keys=None) -> dict:
+    """The keywords of a reward call, the same in training and evaluation.
+
+    ``rows``, ``messages``, ``images`` and the encoded ``prompts`` are per prompt; completion ``i`` (of the
+    rollout output ``out``) answers prompt ``prompt_of[i]``. Each completion gets its prompt's messages,
+    images and data columns (``keys``, default :func:`dataset_columns` of ``rows``), what the adapter
+    derives from the encoded prompts (``seen_image_sizes``, ``box_frame``), what the backend adds
+    (``out.extras``: ``generated_images``) and its own ``completion_ids``."""
+    columns: dict = {"prompts": [messages[p] for p in prompt_of], "images": [images[p] for p in prompt_of]}
+    for k in sorted(dataset_columns(rows) if keys is None else keys):
+        columns[k] = [rows[p].get(k) for p in prompt_of]
+    for k, per_prompt in adapter.reward_columns(prompts).items():
+        columns[k] = [per_prompt[p] for p in prompt_of]
+    columns.update(out.extras)
+    columns["completion_ids"] = [ids[m.bool()].tolist() for ids, m in zip(out.completion_ids, out.completion_mask)]
+    return columns
+
+
 def is_async(fn) -> bool:
     """An ``async def`` reward (or a callable object whose ``__call__`` is one)."""
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))

@@ -28,11 +28,12 @@ from mmr1.grpo.build import (build_accelerator, build_optimizer, build_scheduler
                               precision, report_to, start_trackers)
 from mmr1.grpo.checkpoint import (check_launch, check_output_dir, list_checkpoints, load_checkpoint, remove_stale_tmp,
                                   resolve_resume, save_checkpoint, save_final)
-from mmr1.grpo.rewards import RewardRunner, TrainerState, dataset_columns
+from mmr1.grpo.rewards import RewardRunner, TrainerState, dataset_columns, reward_columns
 from mmr1.grpo.setup import Prepared, data_path, prepare  # noqa: F401 - prepare is this module's API too
 from mmr1.grpo.trajectory import Trajectory
 from mmr1.rollout.base import SamplingParams
 from mmr1.rollout.sampling import completion_seed
+from mmr1.templates import encode_rows
 
 log = logging.getLogger("mmr1.train")
 
@@ -149,38 +150,11 @@ class GRPOTrainer:
         return algo.temperature_at(self.global_step, self.total_steps, c.temperature_schedule,
                                    c.temperature_begin, c.temperature_end)
 
-    def _encode(self, rows: list[dict], prompt_ids: list[int]):
-        """PromptBatch for the given unique prompt rows (images load here, lazily)."""
-        from mmr1.data import load_images
-        from mmr1.templates import row_messages
-
-        messages, images = [], []
-        for p in prompt_ids:
-            row = rows[p]
-            imgs = load_images(row.get("image", [])) if self.adapter.takes_images else []
-            messages.append(row_messages(self.template, row, len(imgs)))
-            images.append(imgs)
-        batch = self.adapter.encode_prompts(messages, images, self.config.max_prompt_length)
-        return batch.to(self.accelerator.device), messages, images
-
-    def _reward_columns(self, rows, prompt_of, messages_of, images_of, prompts=None, unique=()) -> dict:
-        """The reward call's keywords: per completion the prompt, images, data columns and what the adapter adds
-        for the encoded ``prompts`` (``unique`` rows; image models: ``seen_image_sizes``, ``box_frame``); and
-        ``trainer_state``."""
-        columns: dict = {"prompts": [messages_of[p] for p in prompt_of],
-                         "images": [images_of[p] for p in prompt_of]}
-        for k in sorted(dataset_columns(rows)):
-            columns[k] = [rows[p].get(k) for p in prompt_of]
-        adapter_columns = getattr(self.adapter, "reward_columns", None)
-        if prompts is not None and adapter_columns is not None:
-            for k, per_prompt in adapter_columns(prompts).items():
-                of = dict(zip(unique, per_prompt))
-                columns[k] = [of[p] for p in prompt_of]
-        columns["trainer_state"] = TrainerState(
+    def _trainer_state(self) -> TrainerState:
+        return TrainerState(
             global_step=self.global_step, max_steps=self.total_steps, epoch=self.sampler.epoch,
             num_train_epochs=self.config.num_train_epochs, rollout_step=self.rollout_step,
             is_world_process_zero=self.accelerator.is_main_process)
-        return columns
 
     # -- one rollout ----------------------------------------------------------------------------
     def rollout(self) -> tuple[Trajectory, dict]:
@@ -195,16 +169,18 @@ class GRPOTrainer:
         local = plan.rank_indices(acc.process_index)               # this process's global completion indices
         prompt_of = [i // G for i in local]
         unique = sorted(set(prompt_of))
-        prompts, messages, images = self._encode(rows, unique)                                 # encode
+        prompts, messages, images = encode_rows(self.adapter, self.template, [rows[p] for p in unique],  # encode
+                                                c.max_prompt_length)
+        prompts = prompts.to(acc.device)
         position = {p: k for k, p in enumerate(unique)}
         prompt_index = torch.tensor([position[p] for p in prompt_of], device=acc.device)
         temperature = self._temperature()
         out = self._generate(prompts, prompt_index, local, temperature)                        # generate
         t1 = time.perf_counter()
 
-        columns = self._reward_columns(rows, prompt_of, dict(zip(unique, messages)), dict(zip(unique, images)),
-                                       prompts, unique)
-        table = self._score(out, columns)                                                      # score
+        columns = reward_columns(self.adapter, [rows[p] for p in unique], prompts, messages, images,
+                                 prompt_index.tolist(), out, keys=dataset_columns(rows))
+        table = self._score(out, {**columns, "trainer_state": self._trainer_state()})         # score
         t2 = time.perf_counter()
 
         global_table = self._gather_rewards(table)                                             # gather
@@ -239,8 +215,6 @@ class GRPOTrainer:
 
     def _score(self, out, columns: dict) -> torch.Tensor:
         """This process's reward table, (completions, rewards); NaN where a reward had no opinion."""
-        columns = {**columns, **out.extras,
-                   "completion_ids": [ids[m.bool()].tolist() for ids, m in zip(out.completion_ids, out.completion_mask)]}
         table = torch.tensor(self.rewards(out.texts, **columns), dtype=torch.float32)
         self._check_opinions()
         return table

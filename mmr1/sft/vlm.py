@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 
 from mmr1.config import TrainConfig
-from mmr1.data import load_images
 from mmr1.grpo import algorithms as algo
 
 
@@ -44,12 +43,10 @@ def sft_step(adapter, scorer, rows, template, answers: list[str], tokens=None, t
     ``tokens`` (default: the answer tokens of this batch, i.e. the mean). ``scorer`` is a
     :class:`~mmr1.grpo.trainer.PolicyScorer`, possibly wrapped by accelerate; ``targets``: the answers'
     :func:`answer_ids`, when the caller has them already."""
-    from mmr1.templates import row_messages
+    from mmr1.templates import encode_rows
 
     device = next(scorer.parameters()).device
-    images = [load_images(r.get("image", [])) if adapter.takes_images else [] for r in rows]
-    messages = [row_messages(template, r, len(im)) for r, im in zip(rows, images)]
-    prompts = adapter.encode_prompts(messages, images).to(device)
+    prompts = encode_rows(adapter, template, rows)[0].to(device)
     ids, mask = answer_ids(adapter, answers, device) if targets is None else (t.to(device) for t in targets)
     index = torch.arange(len(rows), device=device)
     logits = scorer(prompts, index, ids, mask)
