@@ -208,7 +208,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     steps = args.steps
-    from mmr1.models.tiny import build_tiny_vlm
+    from mmr1.fixtures.models import build_tiny_vlm
 
     model = build_tiny_vlm(work / "model", text_hidden=64, seed=3)
     rows = []

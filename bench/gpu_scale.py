@@ -6,7 +6,7 @@ The model is a Qwen2.5-VL with the 3B checkpoint's shapes, built from config wit
 bfloat16 directly on the GPU (text: hidden 2048, 36 layers, 16 heads, 2 kv heads, intermediate 11008,
 vocab 151936, tied embeddings, m-rope sections [16, 24, 24]; vision: depth 32, hidden 1280,
 intermediate 3420, 16 heads, out_hidden 2048, window 112 px with full attention in blocks 7/15/23/31).
-The tokenizer is trained offline (``mmr1.models.tiny.train_tokenizer``, about 1.5k ids); embedding rows
+The tokenizer is trained offline (``mmr1.fixtures.tokenizers.train_tokenizer``, about 1.5k ids); embedding rows
 beyond it exist but are never sampled. The processor is ``mmr1.models.processors.build_vl_processor``.
 
 Parts, each in its own subprocess (clean CUDA memory figures; an out-of-memory error ends only that part):
@@ -110,9 +110,10 @@ def _peak() -> int:
 def build_workspace(root: Path, image_size: int, n_rows: int, seed: int, shapes: dict) -> dict:
     from transformers import Qwen2_5_VLConfig
 
-    from mmr1.data.synthetic import COLORS, shapes_image
+    from mmr1.fixtures.corpora import default_corpus
+    from mmr1.fixtures.shapes import VL_COLORS, shapes_image
+    from mmr1.fixtures.tokenizers import QWEN_SPECIAL_TOKENS, train_tokenizer
     from mmr1.models.processors import build_vl_processor
-    from mmr1.models.tiny import QWEN_SPECIAL_TOKENS, default_corpus, train_tokenizer
 
     model_dir = root / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +139,7 @@ def build_workspace(root: Path, image_size: int, n_rows: int, seed: int, shapes:
     rows = []
     for i in range(n_rows):
         rng = random.Random(f"{seed}-{i}")
-        colour = rng.choice(list(COLORS)[:4])
+        colour = rng.choice(list(VL_COLORS)[:4])
         path = img_dir / f"{i:04d}.png"
         shapes_image(rng, image_size, colour, 1).save(path)
         rows.append({"problem": "What colour is the shape?", "solution": colour, "image": [str(path)]})

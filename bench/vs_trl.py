@@ -108,14 +108,14 @@ def _summary(name: str, step_ends: list[float], start: float, warmup: int, extra
 # -- the workspace: model + data, built once in the parent ------------------------------------------
 
 def build_workspace(root: Path, image_size: int, n_rows: int, seed: int) -> dict:
-    from mmr1.data.synthetic import COLORS, shapes_image
-    from mmr1.models.tiny import build_tiny_vlm
+    from mmr1.fixtures.models import build_tiny_vlm
+    from mmr1.fixtures.shapes import VL_COLORS, shapes_image
 
     model_dir = build_tiny_vlm(root / "model", family="qwen2_5_vl", text_hidden=256, text_layers=4,
                                vision_depth=4, vision_hidden=128, seed=seed)
     img_dir = root / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    colours = list(COLORS)[:4]
+    colours = list(VL_COLORS)[:4]
     rows = []
     for i in range(n_rows):
         rng = random.Random(f"{seed}-{i}")

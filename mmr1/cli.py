@@ -204,10 +204,14 @@ def cmd_sft(args) -> int:
 # -- make-tiny / demo ---------------------------------------------------------------------------
 def cmd_make_tiny(args) -> int:
     from mmr1.config import parse_overrides
-    from mmr1.models.tiny import make_tiny
+    from mmr1.fixtures.models import make_tiny
 
     options = parse_overrides(args.options)
-    path = make_tiny(args.kind, args.out, **options)
+    try:
+        path = make_tiny(args.kind, args.out, **options)
+    except ValueError as exc:
+        print(f"mmr1 make-tiny: error: {exc}", file=sys.stderr)
+        return 2
     print(f"built tiny {args.kind} in {path}")
     return 0
 
@@ -216,29 +220,24 @@ def cmd_demo(args) -> int:
     import time
     from pathlib import Path
 
-    from mmr1.verdicts import t2i_verdict, vl_verdict
+    from mmr1 import verdicts
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     start, lines, learned = time.perf_counter(), [], True
-    if args.only in (None, "vl"):
-        from mmr1.demo import run_vl_demo
-
-        s = run_vl_demo(Path(args.out) / "vl", seed=args.seed, quick=args.quick)
-        ok, verdict = vl_verdict(s)
+    judge = {"vl": (verdicts.vl_verdict, verdicts.vl_line), "t2i": (verdicts.t2i_verdict, verdicts.t2i_line)}
+    for part in ("vl", "t2i") if args.only is None else (args.only,):
+        if part == "vl":
+            from mmr1.demo import run_vl_demo as run
+        else:
+            from mmr1.imagegen.demo import run_t2i_demo as run
+        s = run(Path(args.out) / part, seed=args.seed, quick=args.quick)
+        verdict_of, line_of = judge[part]
+        ok, verdict = verdict_of(s)
         learned &= ok or args.quick
-        lines.append(f"vision-language: held-out accuracy {s['accuracy_before']:.3f} -> {s['accuracy_after']:.3f} "
-                     f"(format {s['format_after']:.2f}); plot {s['plot']}\n  {verdict}")
-    if args.only in (None, "t2i"):
-        from mmr1.imagegen.demo import run_t2i_demo
-
-        s = run_t2i_demo(Path(args.out) / "t2i", seed=args.seed, quick=args.quick)
-        ok, verdict = t2i_verdict(s)
-        learned &= ok or args.quick
-        lines.append(f"text-to-image: held-out colour fidelity {s['fidelity_before']:.3f} -> {s['fidelity_after']:.3f}, "
-                     f"shape accuracy {s['shape_before']:.3f} -> {s['shape_after']:.3f}; plot {s['plot']}\n  {verdict}")
+        lines.append(f"{line_of(s)}\n  {verdict}")
     print("\n== mmr1 demo summary ==\n" + "\n".join(lines) + f"\ntotal {time.perf_counter() - start:.0f} s")
     return 0 if learned else 1
 
@@ -280,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("make-tiny", help="build a tiny random-weight model (offline)")
-    p.add_argument("kind", help="qwen2_5_vl | qwen2_vl | causal_lm")
+    p.add_argument("kind", help="qwen2_5_vl | qwen2_vl | causal_lm | t2i")
     p.add_argument("out")
     p.set_defaults(fn=cmd_make_tiny)
 

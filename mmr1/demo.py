@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from mmr1.data.synthetic import make_shapes_rows
+from mmr1.fixtures.shapes import make_shapes_rows
 from mmr1.verdicts import vl_verdict
 
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -70,10 +70,10 @@ def run_vl_demo(out_dir: str | Path = "outputs/demo", seed: int = 0, grpo_steps:
 
     from mmr1.config import build_config
     from mmr1.evaluate import evaluate
+    from mmr1.fixtures.models import build_tiny_vlm
     from mmr1.grpo.rewards import RewardRunner, build_rewards
     from mmr1.grpo.trainer import GRPOTrainer
     from mmr1.models.adapters import QwenVLAdapter
-    from mmr1.models.tiny import build_tiny_vlm
     from mmr1.plugins import get_template
     from mmr1.sft.vlm import warm_start
 

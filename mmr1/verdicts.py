@@ -31,3 +31,16 @@ def t2i_verdict(summary: dict) -> tuple[bool, str]:
         return True, f"verdict: LEARNED: {figures} ({bars})"
     reason = "fidelity below the bar" if fid < T2I_MIN_FIDELITY else "the shapes were lost (a reward hack)"
     return False, f"verdict: DID NOT LEARN ({reason}): {figures} ({bars})"
+
+
+def vl_line(summary: dict) -> str:
+    """The vision-language demo's line in ``mmr1 demo``'s summary."""
+    return (f"vision-language: held-out accuracy {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f} "
+            f"(format {summary['format_after']:.2f}); plot {summary['plot']}")
+
+
+def t2i_line(summary: dict) -> str:
+    """The text-to-image demo's line in ``mmr1 demo``'s summary."""
+    return (f"text-to-image: held-out colour fidelity {summary['fidelity_before']:.3f} -> "
+            f"{summary['fidelity_after']:.3f}, shape accuracy {summary['shape_before']:.3f} -> "
+            f"{summary['shape_after']:.3f}; plot {summary['plot']}")

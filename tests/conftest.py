@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="module")
 def tiny_vl(tmp_path_factory):
     """A tiny random-weight Qwen2.5-VL (text width 64, seed 3), built once per test module."""
-    from mmr1.models.tiny import build_tiny_vlm
+    from mmr1.fixtures.models import build_tiny_vlm
 
     return str(build_tiny_vlm(tmp_path_factory.mktemp("vl") / "m", text_hidden=64, seed=3))
 

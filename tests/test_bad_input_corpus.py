@@ -26,7 +26,7 @@ import yaml
 from PIL import Image
 
 from mmr1.cli import main
-from mmr1.models.tiny import build_tiny_vlm
+from mmr1.fixtures.models import build_tiny_vlm
 from mmr1.plugins import reset_plugin_manager
 
 DROP = object()          # in ``set``: remove the key from BASE

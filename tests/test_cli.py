@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mmr1.cli import main
-from mmr1.models.tiny import build_tiny_vlm
+from mmr1.fixtures.models import build_tiny_vlm
 
 
 @pytest.fixture(scope="module")
@@ -185,9 +185,16 @@ def test_make_tiny_builds_a_model_that_reloads(tmp_path, capsys):
     assert resolve_adapter(str(out_dir)).__name__ == "QwenVLAdapter"
 
 
-def test_make_tiny_unknown_kind(tmp_path):
-    with pytest.raises(ValueError, match="unknown tiny model kind 'qwen9'"):
-        main(["make-tiny", "qwen9", str(tmp_path / "x")])
+def test_make_tiny_unknown_kind(tmp_path, capsys):
+    assert main(["make-tiny", "qwen9", str(tmp_path / "x")]) == 2
+    assert "unknown tiny model kind 'qwen9'" in capsys.readouterr().err
+
+
+def test_make_tiny_unknown_option_names_the_builders_options(tmp_path, capsys):
+    assert main(["make-tiny", "causal_lm", str(tmp_path / "x"), "--hidden", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option --hidden" in err and "--hidden_size" in err
+    assert not (tmp_path / "x").exists()
 
 
 # -------------------------------------------------------- train refuses bad configs before loading models

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from mmr1.cli import main
-from mmr1.imagegen.tiny import build_tiny_t2i
+from mmr1.fixtures.models import build_tiny_t2i
 
 pytestmark = pytest.mark.usefixtures("fresh_plugins")
 

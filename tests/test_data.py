@@ -13,7 +13,8 @@ import mmr1
 from mmr1.data import DataError, DataProblem, ImageLoadError, RowDataset, load_image, load_images
 from mmr1.data.hf_loader import load_hf
 from mmr1.data.json_loader import load_json
-from mmr1.data.synthetic import COLORS, load_shapes, make_shapes_rows
+from mmr1.data.synthetic import load_shapes
+from mmr1.fixtures.shapes import VL_COLORS, make_shapes_rows
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -227,8 +228,8 @@ def test_subsample_is_deterministic_by_seed(data_dir):
 
 def test_train_sample_size_in_prepare(tmp_path, data_dir):
     from mmr1.config import load_config
+    from mmr1.fixtures.models import build_tiny_vlm
     from mmr1.grpo.trainer import prepare
-    from mmr1.models.tiny import build_tiny_vlm
 
     _jsonl(data_dir / "many.jsonl", [{"problem": f"p{i}", "solution": str(i)} for i in range(30)])
     model = build_tiny_vlm(tmp_path / "tiny")
@@ -307,8 +308,8 @@ def _foreground(img):
 
 def _dominant_colour(img):
     a = _pixels(img).reshape(-1, 3)[_foreground(img).reshape(-1)]
-    names = list(COLORS)
-    palette = np.array([COLORS[n] for n in names])
+    names = list(VL_COLORS)
+    palette = np.array([VL_COLORS[n] for n in names])
     nearest = ((a[:, None, :] - palette[None]) ** 2).sum(-1).argmin(1)
     return names[np.bincount(nearest, minlength=len(names)).argmax()]
 
@@ -351,8 +352,8 @@ def test_shapes_deterministic_by_seed():
 
 
 def test_shapes_colour_answer_is_the_dominant_colour():
-    rows = make_shapes_rows(60, seed=1, task="color", image_size=32, colors=list(COLORS))
-    assert {r["solution"] for r in rows} <= set(COLORS)
+    rows = make_shapes_rows(60, seed=1, task="color", image_size=32, colors=list(VL_COLORS))
+    assert {r["solution"] for r in rows} <= set(VL_COLORS)
     assert len({r["solution"] for r in rows}) >= 4
     for r in rows:
         assert r["problem"] == "What colour is the shape?" and r["task"] == "color"
@@ -365,7 +366,7 @@ def test_shapes_count_answer_is_the_number_of_shapes():
     for i, r in enumerate(rows):
         assert r["problem"] == "How many shapes are there?"
         assert _count_blobs(r["image"][0]) == int(r["solution"]), i
-        assert _dominant_colour(r["image"][0]) in COLORS
+        assert _dominant_colour(r["image"][0]) in VL_COLORS
 
 
 def test_shapes_mixed_and_options():

@@ -70,6 +70,22 @@ def test_demo_command_exits_nonzero_when_a_demo_did_not_learn(monkeypatch, tmp_p
     assert cli.main(["demo", "--only", "vl", "--out", str(tmp_path)]) == 0
 
 
+def test_demo_command_runs_both_parts_and_summarises_each(monkeypatch, tmp_path, capsys):
+    import mmr1.demo
+    import mmr1.imagegen.demo
+
+    ran = []
+    monkeypatch.setattr(mmr1.demo, "run_vl_demo", lambda out, **k: ran.append(out.name) or {**VL_OK, "plot": "v.png"})
+    monkeypatch.setattr(mmr1.imagegen.demo, "run_t2i_demo",
+                        lambda out, **k: ran.append(out.name) or {**T2I_OK, "shape_after": 0.5, "plot": "t.png"})
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 1          # the t2i part's shape accuracy fell
+    out = capsys.readouterr().out
+    assert ran == ["vl", "t2i"]
+    assert "vision-language: held-out accuracy 0.250 -> 0.800 (format 1.00); plot v.png" in out
+    assert "text-to-image: held-out colour fidelity 0.500 -> 0.900, shape accuracy 0.970 -> 0.500; plot t.png" in out
+    assert out.count("verdict: LEARNED") == 1 and out.count("verdict: DID NOT LEARN") == 1
+
+
 CONFIG = Path(__file__).resolve().parent.parent / "local_scripts" / "train" / "configs" / "demo_cpu.yaml"
 
 

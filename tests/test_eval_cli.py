@@ -5,7 +5,7 @@ import json
 import yaml
 
 from mmr1.cli import main
-from mmr1.models.tiny import build_tiny_vlm
+from mmr1.fixtures.models import build_tiny_vlm
 
 
 def test_eval_prints_reward_means_and_writes_records(tmp_path, capsys):
@@ -29,7 +29,7 @@ def test_eval_prints_reward_means_and_writes_records(tmp_path, capsys):
 def test_eval_scores_text_to_image_models_and_saves_their_images(tmp_path, capsys):
     from PIL import Image
 
-    from mmr1.imagegen.tiny import build_tiny_t2i
+    from mmr1.fixtures.models import build_tiny_t2i
 
     setup = build_tiny_t2i(tmp_path / "t2i", extract=False, seed=4)
     captions = tmp_path / "captions.json"

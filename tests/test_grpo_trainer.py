@@ -10,7 +10,7 @@ from crashing import train_until_crash
 from launching import run_processes
 
 from mmr1.config import build_config
-from mmr1.data.synthetic import make_shapes_rows
+from mmr1.fixtures.shapes import make_shapes_rows
 from mmr1.grpo.trainer import GRPOTrainer
 from mmr1.models.adapters import QwenVLAdapter
 from mmr1.models.base import ModelAdapter
@@ -22,9 +22,9 @@ TEST_REWARDS = str(Path(__file__).parent / "helpers" / "test_rewards_plugin.py")
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from mmr1.models.tiny import build_tiny_causal_lm
+    from mmr1.fixtures.models import build_tiny_causal_lm
 
-    return str(build_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "m", hidden=64, layers=2, seed=3))
+    return str(build_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "m", hidden_size=64, num_hidden_layers=2, seed=3))
 
 
 def base_config(model, out, **over):
@@ -170,8 +170,8 @@ def test_text_to_image_two_processes_equal_one_process(tmp_path):
     """The t2i backend under torchrun: rollouts, decoded images and rewards split over 2 processes give
     the same rewards and weights as 1 process with the same global batch (float64: see the note above
     the VL twin for why float32 cannot be held to this)."""
+    from mmr1.fixtures.models import build_tiny_t2i
     from mmr1.imagegen.adapter import T2IAdapter
-    from mmr1.imagegen.tiny import build_tiny_t2i
 
     setup = build_tiny_t2i(tmp_path / "t2i", extract=False, seed=2)
     captions = tmp_path / "captions.json"

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from mmr1.fixtures.shapes import make_shapes, write_shapes_dataset
 from mmr1.imagegen.extract import ExtractError, center_crop_resize, extract_tokens, item_paths, tokenize_main, write_meta
 from mmr1.imagegen.meta import load_codes, load_meta, read_label
-from mmr1.imagegen.shapes import make_shapes, write_shapes_dataset
 from mmr1.imagegen.tokenizers import VQTokenizer
 
 

@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 
 from mmr1 import get_reward, list_rewards
-from mmr1.imagegen.shapes import COLORS, draw_shape, make_shapes
-from mmr1.imagegen.tiny import build_tiny_clip
+from mmr1.fixtures.models import build_tiny_clip
+from mmr1.fixtures.shapes import T2I_COLORS, draw_shape, make_shapes
 
 
 def test_rewards_registered_through_entry_point():
@@ -16,7 +16,7 @@ def test_rewards_registered_through_entry_point():
 # -- color_fidelity ------------------------------------------------------------------------------
 def test_color_fidelity_on_synthetic_shapes():
     reward = get_reward("color_fidelity")
-    samples = make_shapes(60, seed=4, colors=tuple(COLORS))
+    samples = make_shapes(60, seed=4, colors=tuple(T2I_COLORS))
     images = [s["image"] for s in samples]
     right = reward(["" for _ in samples], generated_images=images, caption=[s["caption"] for s in samples])
     assert right == [1.0] * len(samples)
@@ -28,7 +28,7 @@ def test_color_fidelity_reads_prompts_and_soft_score():
     reward = get_reward("color_fidelity")
     red = draw_shape("circle", "red")
     half = draw_shape("square", "blue", box=(4, 4, 24))
-    half.paste(Image.new("RGB", (24, 8), COLORS["yellow"]), (4, 20))  # 2/3 blue, 1/3 yellow
+    half.paste(Image.new("RGB", (24, 8), T2I_COLORS["yellow"]), (4, 20))  # 2/3 blue, 1/3 yellow
     prompts = ["<|t2i|>A photo of a red circle<|soi|>", [{"role": "user", "content": "a Blue square"}], "a square", None]
     out = reward(["", "", "", ""], generated_images=[red, half, red, red], prompts=prompts)
     assert out == [1.0, 1.0, None, None]  # no colour word -> no opinion

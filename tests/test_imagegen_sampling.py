@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from random_models import randomize_weights
 
+from mmr1.fixtures.models import build_tiny_causal_lm
 from mmr1.imagegen.sampling import (
     cfg_logits,
     codes_to_images,
@@ -17,7 +18,6 @@ from mmr1.imagegen.sampling import (
     visual_logprobs,
 )
 from mmr1.imagegen.sequence import t2i_prompt_ids, uncond_prompt_ids
-from mmr1.imagegen.tiny import build_tiny_causal_lm
 from mmr1.imagegen.tokenizers import VQTokenizer
 from mmr1.imagegen.vocab import T2IVocab, prepare_t2i
 from mmr1.rollout.sampling import filter_logits
@@ -30,7 +30,7 @@ CAPTIONS = ["a red circle", "a big green square on the left of the picture", "bl
 @pytest.fixture(scope="module")
 def t2i(tmp_path_factory):
     root = tmp_path_factory.mktemp("sampling")
-    out = prepare_t2i(build_tiny_causal_lm(root / "base"), root / "t2i", codebook_size=K)
+    out = prepare_t2i(build_tiny_causal_lm(root / "base", chat=False), root / "t2i", codebook_size=K)
     model = randomize_weights(AutoModelForCausalLM.from_pretrained(out), seed=0, scale=0.5)  # peaked, tie-free
     return model, AutoTokenizer.from_pretrained(out), T2IVocab.load(out)
 

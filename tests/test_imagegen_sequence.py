@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from mmr1.fixtures.models import build_tiny_causal_lm
 from mmr1.imagegen.sequence import IGNORE_INDEX, build_t2i_example, pad_t2i_batch, pick_caption
-from mmr1.imagegen.tiny import build_tiny_causal_lm
 from mmr1.imagegen.vocab import T2IVocab, prepare_t2i
 
 K = 32
@@ -17,7 +17,7 @@ K = 32
 @pytest.fixture(scope="module")
 def t2i(tmp_path_factory):
     root = tmp_path_factory.mktemp("seq")
-    out = prepare_t2i(build_tiny_causal_lm(root / "base"), root / "t2i", codebook_size=K)
+    out = prepare_t2i(build_tiny_causal_lm(root / "base", chat=False), root / "t2i", codebook_size=K)
     return AutoTokenizer.from_pretrained(out), T2IVocab.load(out), out
 
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from mmr1.imagegen.shapes import COLORS, SHAPES, draw_shape, make_shapes, shape_of, write_shapes_dataset
+from mmr1.fixtures.shapes import SHAPES, T2I_COLORS, draw_shape, make_shapes, write_shapes_dataset
+from mmr1.imagegen.shapes import shape_of
 from mmr1.imagegen.tokenizers import VQTokenizer
 
 
@@ -22,7 +23,7 @@ def test_deterministic_by_seed_with_captions():
 
 
 def test_shape_of_is_accurate_on_clean_samples():
-    samples = make_shapes(600, seed=11, colors=tuple(COLORS))
+    samples = make_shapes(600, seed=11, colors=tuple(T2I_COLORS))
     acc = np.mean([shape_of(s["image"]) == s["shape"] for s in samples])
     assert acc >= 0.99
     wide = make_shapes(300, seed=12, min_frac=0.2, max_frac=0.95)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from mmr1 import get_image_tokenizer, list_image_tokenizers
-from mmr1.imagegen.shapes import make_shapes
+from mmr1.fixtures.shapes import make_shapes
 from mmr1.imagegen.tokenizers import CosmosTokenizer, ImageTokenizer, ImageTokenizerError, VQTokenizer, load_image_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mmr1.imagegen.tiny import build_tiny_causal_lm
+from mmr1.fixtures.models import build_tiny_causal_lm
 from mmr1.imagegen.vocab import T2IVocab, T2IVocabError, prepare_t2i, visual_token_offset
 
 K = 64
@@ -16,7 +16,8 @@ K = 64
 @pytest.fixture(scope="module", params=[True, False], ids=["tied", "untied"])
 def prepared(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("vocab")
-    base = build_tiny_causal_lm(root / "base", hidden_size=32, num_hidden_layers=2, tie_word_embeddings=request.param)
+    base = build_tiny_causal_lm(root / "base", hidden_size=32, num_hidden_layers=2, tie_word_embeddings=request.param,
+                                chat=False)
     out = prepare_t2i(base, root / "t2i", codebook_size=K, image_tokenizer="vq:runs/vq")
     return base, out
 

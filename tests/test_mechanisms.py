@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mmr1.config import build_config
-from mmr1.data.synthetic import make_shapes_rows
+from mmr1.fixtures.shapes import make_shapes_rows
 from mmr1.grpo.batching import PromptSampler
 from mmr1.grpo.checkpoint import STATE_FILE, list_checkpoints, resolve_resume, save_checkpoint
 from mmr1.rollout.base import SamplingParams

@@ -566,7 +566,7 @@ def test_a_trl_grpo_config(capsys, tmp_path, tiny_vl):
 
 def test_a_simplear_grpo_config(capsys, tmp_path):
     """SimpleAR's config_grpo_clip.yaml shape, on a tiny text-to-image model (data_path on the command line)."""
-    from mmr1.imagegen.tiny import build_tiny_t2i
+    from mmr1.fixtures.models import build_tiny_t2i
 
     built = build_tiny_t2i(tmp_path, extract=False, seed=2)
     (tmp_path / "prompts.json").write_text(json.dumps(["a red circle", "a blue square"]))

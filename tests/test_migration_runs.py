@@ -115,7 +115,7 @@ def test_trl_conversational_prompt_only_data_and_a_trl_reward_train(capsys, monk
 
 def test_simplear_grpo_yaml_trains_on_a_tiny_text_to_image_model(capsys, monkeypatch, tmp_path):
     """SimpleAR: its GRPO YAML keys, captions, the t2i rollout and an image reward."""
-    from mmr1.imagegen.tiny import build_tiny_t2i
+    from mmr1.fixtures.models import build_tiny_t2i
 
     built = build_tiny_t2i(tmp_path, extract=False, seed=2)
     (tmp_path / "prompts.json").write_text(json.dumps(["a red circle", "a blue square"]))

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mmr1.cli import main
-from mmr1.models.tiny import build_tiny_vlm
+from mmr1.fixtures.models import build_tiny_vlm
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ def test_vl_recipe_checks_clean_on_a_tiny_model(recipe, tmp_path, tiny_vl_model,
 
 @pytest.fixture(scope="module")
 def tiny_vl_model(tmp_path_factory):
-    from mmr1.models.tiny import build_tiny_vlm
+    from mmr1.fixtures.models import build_tiny_vlm
 
     return str(build_tiny_vlm(tmp_path_factory.mktemp("recipe") / "m"))
 

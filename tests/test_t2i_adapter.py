@@ -7,7 +7,7 @@ from random_models import random_t2i
 
 from mmr1.config import build_config
 from mmr1.imagegen.adapter import T2IAdapter, T2IProcessor
-from mmr1.imagegen.tiny import build_tiny_t2i
+from mmr1.fixtures.models import build_tiny_t2i
 from mmr1.imagegen.vocab import T2I_JSON, T2IVocab
 
 
@@ -94,9 +94,9 @@ def test_processor_saves_t2i_json_and_auto_resolves_the_adapter(setup, tmp_path)
 
 
 def test_a_model_without_image_tokens_is_a_clear_error(tmp_path):
-    from mmr1.imagegen.tiny import build_tiny_causal_lm
+    from mmr1.fixtures.models import build_tiny_causal_lm
     from mmr1.imagegen.vocab import T2IVocabError
 
-    base = build_tiny_causal_lm(tmp_path / "plain", hidden_size=16, num_hidden_layers=1)
+    base = build_tiny_causal_lm(tmp_path / "plain", hidden_size=16, num_hidden_layers=1, chat=False)
     with pytest.raises(T2IVocabError, match="prepare-t2i"):
         T2IAdapter.load_processor(base)

@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from mmr1.imagegen.tiny import build_tiny_causal_lm, build_tiny_t2i
+from mmr1.fixtures.models import build_tiny_causal_lm, build_tiny_t2i
 
 
 def test_quick_demo_smoke_completes_and_writes_its_plot(tmp_path):
@@ -39,7 +39,7 @@ def test_prepare_main(tmp_path, setup, capsys):
     from mmr1.imagegen.cli import prepare_main
     from mmr1.imagegen.vocab import T2IVocab
 
-    base = build_tiny_causal_lm(tmp_path / "base", hidden_size=16, num_hidden_layers=1)
+    base = build_tiny_causal_lm(tmp_path / "base", hidden_size=16, num_hidden_layers=1, chat=False)
     assert prepare_main(["--model", str(base), "--out", str(tmp_path / "a"), "--image-tokenizer",
                          setup["image_tokenizer"]]) == 0
     vocab = T2IVocab.load(tmp_path / "a")

@@ -11,7 +11,7 @@ from random_models import random_t2i
 from mmr1.config import build_config
 from mmr1.imagegen.adapter import T2IAdapter
 from mmr1.imagegen.rollout import T2IRollout
-from mmr1.imagegen.tiny import build_tiny_t2i
+from mmr1.fixtures.models import build_tiny_t2i
 from mmr1.rollout.base import SamplingParams
 
 

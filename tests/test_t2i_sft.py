@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmr1.config import build_config
-from mmr1.imagegen.tiny import build_tiny_t2i
+from mmr1.fixtures.models import build_tiny_t2i
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tiny random-weight models (mmr1.models.tiny) and processor loading (mmr1.models.processors).
+"""Tiny random-weight models (mmr1.fixtures.models) and processor loading (mmr1.models.processors).
 
 Everything is built locally in tmp folders and reloaded through the standard transformers path, offline.
 """
@@ -13,15 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+from mmr1.fixtures.corpora import default_corpus
+from mmr1.fixtures.models import TINY_KINDS, build_tiny_causal_lm, make_tiny
+from mmr1.fixtures.tokenizers import QWEN_SPECIAL_TOKENS, train_tokenizer
 from mmr1.models.processors import load_processor, mm_token_type_ids, processor_tokenizer, smart_resize_hw
-from mmr1.models.tiny import (
-    QWEN_SPECIAL_TOKENS,
-    TINY_KINDS,
-    build_tiny_causal_lm,
-    default_corpus,
-    make_tiny,
-    train_tokenizer,
-)
 
 VL_FAMILIES = ["qwen2_5_vl", "qwen2_vl"]
 ROUND_TRIP_STRINGS = [
@@ -306,7 +301,8 @@ def test_causal_lm_reloads_with_same_logits(causal_dir, tmp_path):
 def test_causal_lm_accepts_a_tokenizer_and_options(tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    out = make_tiny("causal_lm", tmp_path / "lm", hidden=32, layers=1, heads=2, kv_heads=1, tokenizer=tokenizer, seed=3)
+    out = make_tiny("causal_lm", tmp_path / "lm", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    num_key_value_heads=1, tokenizer=tokenizer, seed=3)
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 1
     assert model.config.vocab_size == len(tokenizer)
@@ -326,7 +322,7 @@ def test_make_tiny_unknown_kind(tmp_path):
 
 
 def test_make_tiny_bad_option_names_the_kind(tmp_path):
-    with pytest.raises(TypeError, match="qwen2_vl"):
+    with pytest.raises(ValueError, match="qwen2_vl: unknown option --hidden_size; build_tiny_vlm takes: --text_hidden"):
         make_tiny("qwen2_vl", tmp_path / "x", hidden_size=8)
 
 

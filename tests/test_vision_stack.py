@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from mmr1 import get_reward
-from mmr1.imagegen.shapes import draw_shape
+from mmr1.fixtures.shapes import draw_shape
 
 pytestmark = pytest.mark.vision_stack
 
@@ -175,8 +175,8 @@ def argparse_like():
 def test_qwen_vl_processor_with_torchvision_matches_the_torchvision_free_one(tmp_path, monkeypatch):
     """With torchvision, load_processor returns transformers' standard processor; the no-torchvision
     path that CPU machines use must produce exactly the same model inputs."""
+    from mmr1.fixtures.models import make_tiny
     from mmr1.models import processors
-    from mmr1.models.tiny import make_tiny
 
     folder = make_tiny("qwen2_5_vl", tmp_path / "vl", seed=0)
     assert processors.torchvision_available()

@@ -19,11 +19,11 @@ if not torch.cuda.is_available():
 def t2i(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mmr1.imagegen.tiny import build_tiny_causal_lm
+    from mmr1.fixtures.models import build_tiny_causal_lm
     from mmr1.imagegen.vocab import T2IVocab, prepare_t2i
 
     root = tmp_path_factory.mktemp("gpu")
-    out = prepare_t2i(build_tiny_causal_lm(root / "base"), root / "t2i", codebook_size=64)
+    out = prepare_t2i(build_tiny_causal_lm(root / "base", chat=False), root / "t2i", codebook_size=64)
     return AutoModelForCausalLM.from_pretrained(out).cuda(), AutoTokenizer.from_pretrained(out), T2IVocab.load(out)
 
 
@@ -78,8 +78,8 @@ def test_cosmos_on_gpu_in_bfloat16(tmp_path):
 def test_clip_rewards_on_gpu(tmp_path):
     from mmr1_imagegen.clip import ClipScore, PickScore
 
-    from mmr1.imagegen.shapes import make_shapes
-    from mmr1.imagegen.tiny import build_tiny_clip
+    from mmr1.fixtures.models import build_tiny_clip
+    from mmr1.fixtures.shapes import make_shapes
 
     clip = build_tiny_clip(tmp_path / "clip")
     samples = make_shapes(6, seed=0)

@@ -145,11 +145,11 @@ def run_t2i_demo(out_dir: str | Path = "outputs/demo-t2i", seed: int = 0, quick:
     from transformers import AutoModelForCausalLM
 
     from mmr1.config import build_config
+    from mmr1.fixtures.models import build_tiny_causal_lm
+    from mmr1.fixtures.shapes import make_shapes
     from mmr1.grpo.trainer import GRPOTrainer
     from mmr1.imagegen.extract import extract_tokens, write_meta
     from mmr1.imagegen.adapter import T2IAdapter
-    from mmr1.imagegen.shapes import make_shapes
-    from mmr1.imagegen.tiny import build_tiny_causal_lm
     from mmr1.imagegen.tokenizers import VQTokenizer
     from mmr1.imagegen.vocab import prepare_t2i
     from mmr1.sft.t2i import run_t2i_sft
@@ -197,7 +197,7 @@ def run_t2i_demo(out_dir: str | Path = "outputs/demo-t2i", seed: int = 0, quick:
     # -- 2. tiny LM + vocabulary + pre-training --------------------------------------------------
     t = time.perf_counter()
     base = build_tiny_causal_lm(out / "tiny-lm", hidden_size=s["hidden"], num_hidden_layers=s["layers"],
-                                num_attention_heads=4, num_key_value_heads=2, seed=seed)
+                                num_attention_heads=4, num_key_value_heads=2, seed=seed, chat=False)
     t2i_dir = prepare_t2i(base, out / "tiny-t2i", codebook_size=vq.codebook_size, image_tokenizer=f"vq:{vq_dir}",
                           overwrite=True)
     print(f"[2/6] pre-training a tiny Qwen2 LM (hidden {s['hidden']}, {s['layers']} layers) for {s['sft_steps']} "

@@ -1,136 +1,23 @@
-"""Synthetic coloured shapes for the text-to-image demo, and a rule-based shape classifier.
-
-Images are small (32 px by default): one filled circle, square or triangle in one colour on white,
-with random size, position and a small colour jitter; captions read ``"a red circle"``.
-Everything is deterministic given the seed.
+"""A rule-based shape classifier: which of circle, square or triangle an image shows (no weights).
 
 :func:`shape_of` classifies the shape in an image by rules (the row / column profile of the
-largest non-background blob against ideal shapes). It needs no weights; the demo uses it as the guard metric that
-catches reward hacking (a colour reward alone lets the model shrink or smear the shape).
+largest non-background blob against ideal shapes). The text-to-image demo uses it as the guard metric
+that catches reward hacking (a colour reward alone lets the model shrink or smear the shape). The
+synthetic shapes it is measured on are drawn by :mod:`mmr1.fixtures.shapes`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import random
 from collections import deque
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from mmr1.imagegen.foreground import foreground_mask
 
-__all__ = [
-    "SHAPES",
-    "COLORS",
-    "DEFAULT_COLORS",
-    "draw_shape",
-    "random_shape",
-    "make_shapes",
-    "write_shapes_dataset",
-    "shape_of",
-    "shape_scores",
-]
-
-SHAPES = ("circle", "square", "triangle")
-
-# Clean, well-separated colours (each is classified as itself by the color_fidelity reward).
-COLORS = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (240, 210, 40),
-    "purple": (140, 60, 180),
-    "orange": (245, 140, 30),
-    "cyan": (40, 200, 210),
-}
-DEFAULT_COLORS = ("red", "green", "blue", "yellow")
+__all__ = ["shape_of", "shape_scores"]
 
 
-def draw_shape(shape: str, color, size: int = 32, box=None, background=(255, 255, 255)) -> Image.Image:
-    """One filled ``shape`` in ``color`` (a name from :data:`COLORS` or an RGB triple).
-
-    ``box = (x0, y0, side)`` places the shape's square bounding box; default: centred, half the
-    image side.
-    """
-    if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
-    rgb = COLORS[color] if isinstance(color, str) else tuple(int(c) for c in color)
-    if box is None:
-        side = size // 2
-        box = ((size - side) // 2, (size - side) // 2, side)
-    x0, y0, side = box
-    x1, y1 = x0 + side - 1, y0 + side - 1
-    image = Image.new("RGB", (size, size), tuple(background))
-    draw = ImageDraw.Draw(image)
-    if shape == "circle":
-        draw.ellipse([x0, y0, x1, y1], fill=rgb)
-    elif shape == "square":
-        draw.rectangle([x0, y0, x1, y1], fill=rgb)
-    else:
-        draw.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=rgb)
-    return image
-
-
-def random_shape(
-    rng: random.Random,
-    size: int = 32,
-    shapes=SHAPES,
-    colors=DEFAULT_COLORS,
-    min_frac: float = 0.35,
-    max_frac: float = 0.7,
-    color_jitter: int = 12,
-) -> dict:
-    """One random sample: ``{"image", "caption", "shape", "color"}``.
-
-    The shape's side is ``min_frac..max_frac`` of the image, its position uniform inside the image,
-    and each RGB channel jittered by up to ``color_jitter``.
-    """
-    shape = rng.choice(list(shapes))
-    color = rng.choice(list(colors))
-    side = rng.randint(max(3, round(min_frac * size)), max(3, round(max_frac * size)))
-    x0 = rng.randint(0, size - side)
-    y0 = rng.randint(0, size - side)
-    base = COLORS[color]
-    rgb = tuple(int(min(255, max(0, c + rng.randint(-color_jitter, color_jitter)))) for c in base)
-    image = draw_shape(shape, rgb, size=size, box=(x0, y0, side))
-    return {"image": image, "caption": f"a {color} {shape}", "shape": shape, "color": color}
-
-
-def make_shapes(n: int, seed: int = 0, size: int = 32, shapes=SHAPES, colors=DEFAULT_COLORS, **options) -> list[dict]:
-    """``n`` random samples (see :func:`random_shape`), deterministic by ``seed``."""
-    for c in colors:
-        if c not in COLORS:
-            raise ValueError(f"unknown colour {c!r}; known: {', '.join(COLORS)}")
-    rng = random.Random(seed)
-    return [random_shape(rng, size=size, shapes=shapes, colors=colors, **options) for _ in range(n)]
-
-
-def write_shapes_dataset(out_dir, n: int, seed: int = 0, size: int = 32, meta_name: str = "meta.json", **options) -> Path:
-    """Write ``n`` samples as PNGs plus a SimpleAR-style meta JSON ``[{image_path, caption}, ...]``.
-
-    Image paths in the JSON are relative to its folder. Returns the JSON path (input of
-    :func:`mmr1.imagegen.extract.extract_tokens`). Extra columns ``shape`` and ``color`` are kept.
-    """
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, sample in enumerate(make_shapes(n, seed=seed, size=size, **options)):
-        rel = f"images/{i:06d}.png"
-        sample["image"].save(out_dir / rel)
-        rows.append({"image_path": rel, "caption": sample["caption"], "shape": sample["shape"], "color": sample["color"]})
-    meta = out_dir / meta_name
-    tmp = meta.with_name(f".{meta.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(rows, indent=1))
-    os.replace(tmp, meta)
-    return meta
-
-
-# ---------------------------------------------------------------------------------------------
-# rule-based shape classifier
-# ---------------------------------------------------------------------------------------------
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     seen = np.zeros_like(mask, dtype=bool)
