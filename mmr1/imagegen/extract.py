@@ -327,6 +327,9 @@ def tokenize_main(args: list[str] | None = None) -> int:
             print(f"  failed: {what}: {reason}")
         if summary.failed > 20:
             print(f"  ... and {summary.failed - 20} more")
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+        accelerator.end_training()          # the process group ends before the interpreter does
     return 1 if opts.strict and summary.failed else 0
 
 
